@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh Debian bookworm machine:
+#   make run   install what is missing, build, start the single-node default
+#   make test  install what is missing, build, run the whole suite (and again under ASan+UBSan)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build build-asan run test test-fast clean
+
+all: build
+
+deps:
+	@sh deploy/setup-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DOPD_WERROR=ON >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DOPD_WERROR=ON -DOPD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/opampd/opampd serve
+
+# The whole suite, then once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: build build-asan
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j$(JOBS)
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

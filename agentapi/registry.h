@@ -1,0 +1,89 @@
+/*
+ * The agent registry: instance_uid → struct opd_agent, with the limits and
+ * settings every session follows, and the port through which the daemon
+ * supplies desired configurations. Pure: time comes in as arguments.
+ */
+#ifndef OPD_REGISTRY_H
+#define OPD_REGISTRY_H
+
+#include "agent.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the configuration side tells the agent side about one agent's desired config. */
+struct opd_desired {
+	const char *name; /* borrowed until the next config_gen change */
+	uint64_t version;
+	const uint8_t *hash;
+	size_t hash_len;
+	const uint8_t *config_pb; /* packed AgentConfigMap */
+	size_t config_len;
+};
+
+/* The port implemented by the daemon's wiring (server.c). */
+struct opd_registry_ops {
+	/* Desired configuration for the agent: 0 with *out filled, or OPD_ENOTFOUND. */
+	int (*desired)(void *data, const struct opd_agent *a, struct opd_desired *out);
+	/* Fill a fresh random instance_uid (for RequestInstanceUid). */
+	void (*new_uid)(void *data, uint8_t uid[OPD_UID_LEN]);
+	void *data;
+};
+
+struct opd_registry_settings {
+	uint64_t heartbeat_interval_s; /* offered to agents; never 0 (default 30) */
+	double http_timeout_factor;    /* HTTP agent disconnected after this × its poll interval (default 3) */
+	double phi_suspect;            /* default 8 */
+	double phi_down;               /* default 16 */
+	size_t max_agents;             /* default 1,000,000 */
+	uint64_t capabilities;         /* ServerCapabilities we offer */
+	const char *endpoint;          /* our OpAMP URL, offered as destination_endpoint (borrowed) */
+	const char *custom_capabilities[4]; /* NULL-terminated; echoed to agents that announce them */
+};
+
+struct opd_registry {
+	struct opd_registry_settings settings;
+	struct opd_registry_ops ops;
+	struct opd_agent **buckets;
+	size_t n_buckets;
+	size_t n_agents;
+	size_t n_connected;
+	struct opd_list agents; /* all agents, in insertion order */
+	uint64_t config_gen;    /* bumped by the daemon when any configuration changes */
+};
+
+void opd_registry_settings_default(struct opd_registry_settings *s);
+
+void opd_registry_init(struct opd_registry *r, const struct opd_registry_settings *s,
+		       const struct opd_registry_ops *ops);
+void opd_registry_fini(struct opd_registry *r);
+
+struct opd_agent *opd_registry_find(const struct opd_registry *r, const uint8_t uid[OPD_UID_LEN]);
+
+/* Find or create. Returns NULL when max_agents is reached. *created set to 1 if new. */
+struct opd_agent *opd_registry_get(struct opd_registry *r, const uint8_t uid[OPD_UID_LEN],
+				   int *created);
+
+/* Change an agent's key (server-assigned instance_uid). Fails (OPD_ECONFLICT) if taken. */
+int opd_registry_rekey(struct opd_registry *r, struct opd_agent *a,
+		       const uint8_t uid[OPD_UID_LEN]);
+
+void opd_registry_remove(struct opd_registry *r, struct opd_agent *a);
+
+/* Configurations changed: every agent's desired config is recomputed lazily. */
+void opd_registry_configs_changed(struct opd_registry *r);
+
+/* Health state of an agent at now_ms (monotonic). */
+enum opd_health_state opd_registry_health(const struct opd_registry *r, const struct opd_agent *a,
+					  uint64_t now_ms);
+
+/* The heartbeat / poll interval the agent is expected to keep, in ms. */
+uint64_t opd_registry_expected_interval_ms(const struct opd_registry *r, const struct opd_agent *a);
+
+/*
+ * Mark HTTP agents that stopped polling as disconnected (after
+ * http_timeout_factor × their poll interval). Returns how many changed.
+ */
+size_t opd_registry_sweep(struct opd_registry *r, uint64_t now_ms);
+
+#endif

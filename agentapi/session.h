@@ -1,0 +1,59 @@
+/*
+ * The per-agent OpAMP state machine. One AgentToServer in, one ServerToAgent
+ * out (the spec requires an answer to every message), plus pushes when
+ * configurations change. Pure: no sockets, no clock, no logging; the caller
+ * passes the time and writes the produced bytes.
+ */
+#ifndef OPD_SESSION_H
+#define OPD_SESSION_H
+
+#include "registry.h"
+#include "wire.h"
+
+/* Why a message was refused (for the caller's log line). */
+struct opd_session_error {
+	char message[256];
+};
+
+/*
+ * Handle one decoded AgentToServer that arrived over transport t, on the
+ * connection conn (NULL for HTTP). *bound is the agent this connection spoke
+ * for until now (NULL at first) and is updated. The answer, a packed
+ * ServerToAgent without the WebSocket header, is appended to reply.
+ *
+ * The session: finds or creates the agent (a RequestInstanceUid gets a new
+ * uid in agent_identification); checks sequence numbers (a gap, or an
+ * unknown agent whose message is compressed, gets ReportFullState); keeps
+ * every reported sub-message (status compression); records the heartbeat;
+ * includes remote_config when the agent accepts remote config and its
+ * reported hash differs from the desired one (not again while a sent config
+ * is unanswered); offers connection settings (destination_endpoint =
+ * settings.endpoint, heartbeat_interval_seconds always set, a hash over both)
+ * once to agents with AcceptsOpAMPConnectionSettings and ReportsHeartbeat.
+ *
+ * Returns 0, or OPD_EINVAL for a message that is not acceptable (e.g. an
+ * instance_uid that is not 16 bytes): reply then holds a ServerToAgent with
+ * error_response BadRequest, and err says why. Returns OPD_EAGAIN when the
+ * agent cannot be admitted (max_agents): reply holds error_response
+ * Unavailable with RetryInfo.
+ */
+int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct opd_conn *conn,
+			enum opd_transport t, const opd_a2s *m, uint64_t now_ms, uint64_t wall_ms,
+			struct opd_buf *reply, struct opd_session_error *err);
+
+/*
+ * After a configuration change: if agent a (connected over WebSocket) should
+ * receive a new remote config, append a ServerToAgent to out and return 1;
+ * otherwise 0. HTTP agents get theirs in the reply to their next poll.
+ */
+int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf *out);
+
+/* The connection of agent a closed (WebSocket) without or with AgentDisconnect. */
+void opd_session_closed(struct opd_registry *r, struct opd_agent *a, struct opd_conn *conn,
+			uint64_t wall_ms);
+
+/* Append a ServerToAgent carrying only error_response (no instance_uid when uid is NULL). */
+void opd_session_error_reply(const uint8_t *uid, int type, const char *message,
+			     uint64_t retry_after_ns, struct opd_buf *reply);
+
+#endif

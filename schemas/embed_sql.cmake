@@ -1,0 +1,11 @@
+# Write OUT: const char *const opd_sql_migrations[] = {"<file 1>", ..., NULL};
+set(text "/* Generated from the files in schemas/sql; do not edit. */\n#include <stddef.h>\n#include \"sql_migrations.h\"\n\nconst char *const opd_sql_migrations[] = {\n")
+foreach(f ${FILES})
+  file(READ ${f} body)
+  string(REPLACE "\\" "\\\\" body "${body}")
+  string(REPLACE "\"" "\\\"" body "${body}")
+  string(REPLACE "\n" "\\n\"\n\"" body "${body}")
+  string(APPEND text "\"${body}\",\n")
+endforeach()
+string(APPEND text "NULL,\n};\n")
+file(WRITE ${OUT} "${text}")
