@@ -1,0 +1,299 @@
+#define LOG_COMPONENT "server"
+
+#include "server.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TICK_MS 1000
+
+void opd_server_options_default(struct opd_server_options *o)
+{
+	*o = (struct opd_server_options){
+		.data_dir = "./opampd-data",
+		.opamp_host = "127.0.0.1",
+		.opamp_port = 4320,
+		.admin_host = "127.0.0.1",
+		.admin_port = 4321,
+		.heartbeat_s = 30,
+		.http_timeout_factor = 3.0,
+		.max_conns = 100000,
+	};
+}
+
+/* UUIDv7, as the spec recommends: 48-bit Unix ms, version 7, variant 10, random rest. */
+static void new_uid(void *data, uint8_t uid[OPD_UID_LEN])
+{
+	struct opd_server *s = data;
+	uint64_t ms = opd_clock_wall(&opd_clock_system);
+
+	(void)s;
+	if (RAND_bytes(uid, OPD_UID_LEN) != 1)
+		fatal("RAND_bytes failed");
+	for (int i = 0; i < 6; i++)
+		uid[i] = (uint8_t)(ms >> (40 - 8 * i));
+	uid[6] = (uint8_t)(0x70 | (uid[6] & 0x0f));
+	uid[8] = (uint8_t)(0x80 | (uid[8] & 0x3f));
+}
+
+static void configs_changed(void *data)
+{
+	struct opd_server *s = data;
+
+	opd_registry_configs_changed(&s->registry);
+	opd_endpoint_push_all(&s->endpoint);
+}
+
+/* Read <data-dir>/admin.token, creating it (mode 0600) with 32 random bytes in hex at first start. */
+static int load_token(struct opd_server *s)
+{
+	char path[4096], buf[sizeof s->admin.token];
+	uint8_t raw[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/admin.token", s->opt.data_dir);
+	fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+			n--;
+		if (n < 16) {
+			opd_errmsg_printf(s->errmsg, "%s: token shorter than 16 characters", path);
+			return OPD_EINVAL;
+		}
+		buf[n] = '\0';
+		snprintf(s->admin.token, sizeof s->admin.token, "%s", buf);
+		return 0;
+	}
+	if (errno != ENOENT) {
+		opd_errmsg_printf(s->errmsg, "%s: %s", path, strerror(errno));
+		return OPD_EIO;
+	}
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		fatal("RAND_bytes failed");
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || write(fd, buf, 64) != 64 || fsync(fd) != 0) {
+		opd_errmsg_printf(s->errmsg, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return OPD_EIO;
+	}
+	close(fd);
+	snprintf(s->admin.token, sizeof s->admin.token, "%s", buf);
+	log_info("created admin token file=%s", path);
+	return 0;
+}
+
+static int write_ready_file(struct opd_server *s)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", s->opt.ready_file);
+	f = fopen(tmp, "w");
+	if (f == NULL) {
+		opd_errmsg_printf(s->errmsg, "%s: %s", tmp, strerror(errno));
+		return OPD_EIO;
+	}
+	fprintf(f, "{\"opamp_port\": %d, \"admin_port\": %d, \"pid\": %d}\n",
+		opd_listener_port(&s->opamp), opd_listener_port(&s->admin_listener), (int)getpid());
+	if (fclose(f) != 0 || rename(tmp, s->opt.ready_file) != 0) {
+		opd_errmsg_printf(s->errmsg, "%s: %s", s->opt.ready_file, strerror(errno));
+		return OPD_EIO;
+	}
+	return 0;
+}
+
+static void on_admin_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
+{
+	struct opd_server *s = data;
+	struct opd_admin_response resp;
+
+	opd_admin_response_init(&resp);
+	opd_admin_handle(&s->admin, req, &resp);
+	opd_buf_append_byte(&resp.headers, 0);
+	opd_conn_respond(c, resp.status, resp.content_type, (const char *)opd_buf_rptr(&resp.headers),
+			 opd_buf_rptr(&resp.body), opd_buf_avail(&resp.body));
+	opd_admin_response_fini(&resp);
+}
+
+static void on_admin_ws(void *data, struct opd_conn *c, const uint8_t *p, size_t n)
+{
+	(void)data;
+	(void)p;
+	(void)n;
+	opd_conn_ws_close(c, 1003, "no WebSocket on the admin port");
+}
+
+static void flush_agents(struct opd_server *s)
+{
+	int n = opd_agentdb_flush(&s->agentdb, &s->registry);
+
+	if (n < 0)
+		log_error("%s", s->agentdb.errmsg);
+	else if (n > 0)
+		log_debug("persisted agents count=%d", n);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct opd_server *s = t->data;
+
+	opd_registry_sweep(&s->registry, opd_clock_now(&opd_clock_system));
+	flush_agents(s);
+}
+
+static void on_listener_closed(struct opd_listener *l)
+{
+	(void)l;
+}
+
+static void stop(struct opd_server *s)
+{
+	if (!s->started)
+		return;
+	s->started = 0;
+	log_info("shutting down");
+	opd_listener_close(&s->opamp, on_listener_closed);
+	opd_listener_close(&s->admin_listener, on_listener_closed);
+	uv_timer_stop(&s->tick);
+	uv_close((uv_handle_t *)&s->tick, NULL);
+	uv_close((uv_handle_t *)&s->sigterm, NULL);
+	uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct opd_server *s = h->data;
+
+	log_info("received signal %d", signum);
+	stop(s);
+}
+
+int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
+{
+	struct opd_registry_settings rs;
+	struct opd_registry_ops ops;
+	struct opd_listener_limits lim;
+	struct opd_listener_handler admin_handler;
+	char path[4096];
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	s->opt = *o;
+	if (o->heartbeat_s == 0) {
+		opd_errmsg_printf(s->errmsg, "the heartbeat interval must be at least 1 second");
+		return OPD_EINVAL;
+	}
+	if (mkdir(o->data_dir, 0700) != 0 && errno != EEXIST) {
+		opd_errmsg_printf(s->errmsg, "%s: %s", o->data_dir, strerror(errno));
+		return OPD_EIO;
+	}
+	rc = load_token(s);
+	if (rc != 0)
+		return rc;
+	uv_loop_init(&s->loop);
+
+	snprintf(path, sizeof path, "%s/configs.db", o->data_dir);
+	rc = opd_configs_open(&s->configs, path, &opd_clock_system);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->configs.errmsg);
+		return rc;
+	}
+	s->configs.changed = configs_changed;
+	s->configs.changed_data = s;
+
+	snprintf(s->endpoint_url, sizeof s->endpoint_url, "ws://%s:%d%s", o->opamp_host,
+		 o->opamp_port, OPD_OPAMP_PATH);
+	opd_registry_settings_default(&rs);
+	rs.heartbeat_interval_s = o->heartbeat_s;
+	rs.http_timeout_factor = o->http_timeout_factor;
+	rs.endpoint = s->endpoint_url;
+	ops = (struct opd_registry_ops){opd_configs_desired, new_uid, &s->configs};
+	opd_registry_init(&s->registry, &rs, &ops);
+
+	snprintf(path, sizeof path, "%s/agents.db", o->data_dir);
+	rc = opd_agentdb_open(&s->agentdb, path);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->agentdb.errmsg);
+		return rc;
+	}
+	rc = opd_agentdb_load(&s->agentdb, &s->registry);
+	if (rc < 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->agentdb.errmsg);
+		return rc;
+	}
+	log_info("loaded agents count=%d", rc);
+
+	opd_endpoint_init(&s->endpoint, &s->registry, &opd_clock_system);
+	s->admin.configs = &s->configs;
+	s->admin.registry = &s->registry;
+	s->admin.clock = &opd_clock_system;
+
+	opd_listener_limits_default(&lim);
+	lim.max_conns = o->max_conns;
+	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent. */
+	lim.ws_ping_ms = o->heartbeat_s * 1000;
+	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
+	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
+	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim, &h);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->opamp.errmsg);
+		return rc;
+	}
+	if (o->opamp_port == 0)
+		snprintf(s->endpoint_url, sizeof s->endpoint_url, "ws://%s:%d%s", o->opamp_host,
+			 opd_listener_port(&s->opamp), OPD_OPAMP_PATH);
+	opd_listener_limits_default(&lim);
+	lim.max_conns = 1024;
+	admin_handler = (struct opd_listener_handler){on_admin_request, on_admin_ws, NULL, s};
+	rc = opd_listener_start(&s->admin_listener, &s->loop, "admin", o->admin_host, o->admin_port,
+				&lim, &admin_handler);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->admin_listener.errmsg);
+		return rc;
+	}
+
+	uv_timer_init(&s->loop, &s->tick);
+	s->tick.data = s;
+	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->sigterm.data = s->sigint.data = s;
+	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	s->started = 1;
+	s->admin.ready = 1;
+
+	if (o->ready_file != NULL && (rc = write_ready_file(s)) != 0)
+		return rc;
+	log_info("serving opamp=%s:%d%s admin=http://%s:%d data_dir=%s", o->opamp_host,
+		 opd_listener_port(&s->opamp), OPD_OPAMP_PATH, o->admin_host,
+		 opd_listener_port(&s->admin_listener), o->data_dir);
+	return 0;
+}
+
+int opd_server_run(struct opd_server *s)
+{
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	/* Everything is closed: persist the last reports, release the rest. */
+	flush_agents(s);
+	opd_agentdb_close(&s->agentdb);
+	opd_registry_fini(&s->registry);
+	opd_configs_close(&s->configs);
+	if (uv_loop_close(&s->loop) != 0)
+		log_warn("loop closed with handles still open");
+	return 0;
+}

@@ -1,0 +1,223 @@
+#define LOG_COMPONENT "agentapi"
+
+#include "endpoint.h"
+
+#include "err.h"
+#include "gzip.h"
+#include "hex.h"
+#include "log.h"
+#include "session.h"
+#include "varint.h"
+#include "wire.h"
+#include "ws.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define CT_PROTOBUF "application/x-protobuf"
+
+void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r, const struct opd_clock *clock)
+{
+	*e = (struct opd_endpoint){.registry = r, .clock = clock, .retry_after_s = 30};
+}
+
+/* "application/x-protobuf", optionally followed by parameters. */
+static int is_protobuf(const char *ct)
+{
+	size_t n = strlen(CT_PROTOBUF);
+
+	return ct != NULL && strncasecmp(ct, CT_PROTOBUF, n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static void respond_text(struct opd_conn *c, int status, const char *msg)
+{
+	opd_conn_respond_close(c, status, "text/plain", NULL, msg, strlen(msg));
+}
+
+static void handle_http(struct opd_endpoint *e, struct opd_conn *c, const struct opd_http_request *req)
+{
+	const char *encoding = opd_http_header(req, "Content-Encoding");
+	const uint8_t *body = req->body;
+	size_t len = req->body_len;
+	struct opd_buf plain, reply, gz;
+	struct opd_session_error err = {{0}};
+	struct opd_agent *bound = NULL;
+	opd_a2s *m = NULL;
+	int rc;
+
+	if (!is_protobuf(opd_http_header(req, "Content-Type"))) {
+		respond_text(c, 415, "Content-Type must be application/x-protobuf\n");
+		return;
+	}
+	opd_buf_init(&plain);
+	opd_buf_init(&reply);
+	opd_buf_init(&gz);
+	if (encoding != NULL && strcasecmp(encoding, "identity") != 0) {
+		if (strcasecmp(encoding, "gzip") != 0) {
+			respond_text(c, 415, "Content-Encoding must be gzip or identity\n");
+			goto out;
+		}
+		rc = opd_gzip_inflate(body, len, OPD_WIRE_MAX_MSG, &plain);
+		if (rc == OPD_ETOOBIG) {
+			respond_text(c, 413, "message over 4 MiB after decompression\n");
+			goto out;
+		}
+		if (rc != 0) {
+			respond_text(c, 400, "corrupt gzip body\n");
+			goto out;
+		}
+		body = opd_buf_rptr(&plain);
+		len = opd_buf_avail(&plain);
+	}
+	rc = opd_wire_decode_http(body, len, NULL, &m);
+	if (rc == OPD_ETOOBIG) {
+		respond_text(c, 413, "message over 4 MiB\n");
+		goto out;
+	}
+	if (rc != 0) {
+		/* Spec: a BadRequest ServerToAgent; 400 so that clients that only look at the status stop too. */
+		e->stats.bad_requests++;
+		log_info("bad request peer=%s transport=http reason=\"undecodable AgentToServer\"",
+			 opd_conn_peer(c));
+		opd_session_error_reply(NULL, OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
+					"AgentToServer does not decode", 0, &reply);
+		opd_conn_respond_close(c, 400, CT_PROTOBUF, NULL, opd_buf_rptr(&reply),
+				       opd_buf_avail(&reply));
+		goto out;
+	}
+	e->stats.messages_http++;
+	rc = opd_session_receive(e->registry, &bound, NULL, OPD_TRANSPORT_HTTP, m,
+				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
+	if (rc == OPD_EAGAIN) {
+		char extra[64];
+		snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+			 (unsigned long long)e->retry_after_s);
+		opd_conn_respond(c, 503, CT_PROTOBUF, extra, opd_buf_rptr(&reply),
+				 opd_buf_avail(&reply));
+		goto out;
+	}
+	if (rc != 0) {
+		e->stats.bad_requests++;
+		log_info("bad request peer=%s transport=http reason=\"%s\"", opd_conn_peer(c),
+			 err.message);
+	}
+	if (opd_http_header_has_token(req, "Accept-Encoding", "gzip") &&
+	    opd_gzip_deflate(opd_buf_rptr(&reply), opd_buf_avail(&reply), &gz) == 0) {
+		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n", opd_buf_rptr(&gz),
+				 opd_buf_avail(&gz));
+	} else {
+		opd_conn_respond(c, 200, CT_PROTOBUF, NULL, opd_buf_rptr(&reply),
+				 opd_buf_avail(&reply));
+	}
+out:
+	opd_wire_free_a2s(m, NULL);
+	opd_buf_fini(&plain);
+	opd_buf_fini(&reply);
+	opd_buf_fini(&gz);
+}
+
+static void on_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
+{
+	struct opd_endpoint *e = data;
+
+	if (strcmp(req->path, OPD_OPAMP_PATH) != 0) {
+		respond_text(c, 404, "OpAMP is served on " OPD_OPAMP_PATH "\n");
+		return;
+	}
+	if (req->upgrade || opd_http_header(req, "Sec-WebSocket-Key") != NULL) {
+		opd_conn_upgrade_ws(c, req);
+		return;
+	}
+	if (strcmp(req->method, "POST") != 0) {
+		opd_conn_respond_close(c, 405, "text/plain", "Allow: GET, POST\r\n",
+				       "use POST (plain HTTP) or a WebSocket upgrade\n", 45);
+		return;
+	}
+	handle_http(e, c, req);
+}
+
+static void on_ws_message(void *data, struct opd_conn *c, const uint8_t *p, size_t n)
+{
+	struct opd_endpoint *e = data;
+	struct opd_agent *bound = opd_conn_user(c);
+	struct opd_session_error err = {{0}};
+	struct opd_buf reply;
+	opd_a2s *m = NULL;
+	uint64_t header;
+	int rc;
+
+	/* A bad header is a framing error: the stream cannot be trusted any more. */
+	if (opd_varint_decode(p, n, &header) < 0 || header != 0) {
+		e->stats.protocol_errors++;
+		log_info("closing websocket peer=%s reason=\"bad OpAMP message header\"",
+			 opd_conn_peer(c));
+		opd_conn_ws_close(c, OPD_WS_CLOSE_PROTOCOL, "bad OpAMP message header");
+		return;
+	}
+	opd_buf_init(&reply);
+	opd_buf_append_byte(&reply, 0); /* the WebSocket message header */
+	rc = opd_wire_decode_ws(p, n, NULL, &m);
+	if (rc == OPD_ETOOBIG) {
+		opd_conn_ws_close(c, OPD_WS_CLOSE_TOO_BIG, "message over 4 MiB");
+		goto out;
+	}
+	if (rc != 0) {
+		e->stats.bad_requests++;
+		log_info("bad request peer=%s transport=websocket reason=\"undecodable AgentToServer\"",
+			 opd_conn_peer(c));
+		opd_session_error_reply(
+			bound ? bound->uid : NULL,
+			OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
+			"AgentToServer does not decode", 0, &reply);
+		opd_conn_ws_send(c, opd_buf_rptr(&reply), opd_buf_avail(&reply));
+		goto out;
+	}
+	e->stats.messages_ws++;
+	rc = opd_session_receive(e->registry, &bound, c, OPD_TRANSPORT_WS, m,
+				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
+	opd_conn_set_user(c, bound);
+	if (rc == OPD_EINVAL) {
+		e->stats.bad_requests++;
+		log_info("bad request peer=%s transport=websocket reason=\"%s\"", opd_conn_peer(c),
+			 err.message);
+	}
+	opd_conn_ws_send(c, opd_buf_rptr(&reply), opd_buf_avail(&reply));
+out:
+	opd_wire_free_a2s(m, NULL);
+	opd_buf_fini(&reply);
+}
+
+static void on_close(void *data, struct opd_conn *c)
+{
+	struct opd_endpoint *e = data;
+	struct opd_agent *a = opd_conn_user(c);
+
+	if (a != NULL)
+		opd_session_closed(e->registry, a, c, opd_clock_wall(e->clock));
+}
+
+struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e)
+{
+	return (struct opd_listener_handler){on_request, on_ws_message, on_close, e};
+}
+
+void opd_endpoint_push_all(struct opd_endpoint *e)
+{
+	struct opd_list *pos;
+	struct opd_buf out;
+
+	opd_buf_init(&out);
+	opd_list_foreach(pos, &e->registry->agents)
+	{
+		struct opd_agent *a = opd_container_of(pos, struct opd_agent, link);
+		if (a->conn == NULL || a->transport != OPD_TRANSPORT_WS)
+			continue;
+		opd_buf_reset(&out);
+		opd_buf_append_byte(&out, 0);
+		if (opd_session_push(e->registry, a, &out) == 1 &&
+		    opd_conn_ws_send(a->conn, opd_buf_rptr(&out), opd_buf_avail(&out)) == 0)
+			e->stats.pushes++;
+	}
+	opd_buf_fini(&out);
+}

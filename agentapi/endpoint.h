@@ -1,0 +1,41 @@
+/*
+ * The OpAMP endpoint, /v1/opamp: routes a connection's requests to the plain
+ * HTTP transport (POST application/x-protobuf) or upgrades it to a WebSocket,
+ * decodes each message, runs the agent's session and sends the answer. Also
+ * pushes new configurations to WebSocket agents. The glue between conn.c
+ * (bytes) and session.c (protocol); owns no socket itself.
+ */
+#ifndef OPD_ENDPOINT_H
+#define OPD_ENDPOINT_H
+
+#include "clock.h"
+#include "listener.h"
+#include "registry.h"
+
+#include <stdint.h>
+
+#define OPD_OPAMP_PATH "/v1/opamp"
+
+struct opd_endpoint_stats {
+	uint64_t messages_ws, messages_http;
+	uint64_t bad_requests;  /* undecodable messages answered with BadRequest / 400 */
+	uint64_t protocol_errors; /* connections closed for framing errors */
+	uint64_t pushes;        /* remote configs pushed without a request */
+};
+
+struct opd_endpoint {
+	struct opd_registry *registry; /* borrowed */
+	const struct opd_clock *clock; /* borrowed */
+	uint64_t retry_after_s;        /* suggested to agents refused for load */
+	struct opd_endpoint_stats stats;
+};
+
+void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r, const struct opd_clock *clock);
+
+/* The listener handler serving this endpoint. */
+struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e);
+
+/* Configurations changed: send each WebSocket agent whose desired config moved its new config now. */
+void opd_endpoint_push_all(struct opd_endpoint *e);
+
+#endif
