@@ -1,0 +1,844 @@
+#include "store.h"
+
+#include "mem.h"
+#include "sql_migrations.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Statements are prepared per call: struct opd_store has no room for a cache,
+ * and configuration writes are rare enough that the parse cost does not show.
+ */
+
+#define SAVEPOINT_NAME "opd_store"
+
+static int fail(struct opd_store *st, const char *what)
+{
+	opd_errmsg_printf(st->errmsg, "%s: %s", what, sqlite3_errmsg(st->db));
+	return OPD_ESTORE;
+}
+
+static int exec(struct opd_store *st, const char *sql, const char *what)
+{
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return fail(st, what);
+	return 0;
+}
+
+/*
+ * Prepare sql and bind its parameters, described by types: 't' const char *
+ * (NULL binds ""), 'i' int64_t, 'u' uint64_t (stored as its int64 bit
+ * pattern), 'b' const void * then size_t. Strings and blobs are bound
+ * SQLITE_STATIC: they must outlive the statement, which every caller finalizes
+ * before returning.
+ */
+static int vprepare(struct opd_store *st, sqlite3_stmt **out, const char *sql, const char *types,
+		    va_list ap)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = SQLITE_OK;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return fail(st, "prepare");
+	for (int i = 1; rc == SQLITE_OK && *types; i++, types++) {
+		switch (*types) {
+		case 't': {
+			const char *s = va_arg(ap, const char *);
+			rc = sqlite3_bind_text(stmt, i, s ? s : "", -1, SQLITE_STATIC);
+			break;
+		}
+		case 'i':
+			rc = sqlite3_bind_int64(stmt, i, va_arg(ap, int64_t));
+			break;
+		case 'u':
+			rc = sqlite3_bind_int64(stmt, i, (sqlite3_int64)va_arg(ap, uint64_t));
+			break;
+		case 'b': {
+			const void *p = va_arg(ap, const void *);
+			size_t n = va_arg(ap, size_t);
+			/* A NULL pointer would bind SQL NULL; an empty body is an empty blob. */
+			if (n == 0)
+				rc = sqlite3_bind_zeroblob(stmt, i, 0);
+			else
+				rc = sqlite3_bind_blob64(stmt, i, p, n, SQLITE_STATIC);
+			break;
+		}
+		default:
+			abort(); /* programmer error in a type string */
+		}
+	}
+	if (rc != SQLITE_OK) {
+		fail(st, "bind");
+		sqlite3_finalize(stmt);
+		return OPD_ESTORE;
+	}
+	*out = stmt;
+	return 0;
+}
+
+static int query(struct opd_store *st, sqlite3_stmt **out, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, types);
+	rc = vprepare(st, out, sql, types, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Run a statement that returns no rows. */
+static int run(struct opd_store *st, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *stmt;
+	va_list ap;
+	int rc;
+
+	va_start(ap, types);
+	rc = vprepare(st, &stmt, sql, types, ap);
+	va_end(ap);
+	if (rc != 0)
+		return rc;
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : fail(st, "write");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/*
+ * Step a query: 1 for a row, 0 when done, OPD_ESTORE (errmsg set) on error.
+ */
+static int step(struct opd_store *st, sqlite3_stmt *stmt)
+{
+	int rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return fail(st, "read");
+}
+
+static char *col_strdup(sqlite3_stmt *stmt, int i)
+{
+	const unsigned char *t = sqlite3_column_text(stmt, i);
+
+	if (t == NULL)
+		return opd_xstrdup("");
+	return opd_xstrndup((const char *)t, (size_t)sqlite3_column_bytes(stmt, i));
+}
+
+static uint64_t col_u64(sqlite3_stmt *stmt, int i)
+{
+	return (uint64_t)sqlite3_column_int64(stmt, i);
+}
+
+static int col_hash(struct opd_store *st, sqlite3_stmt *stmt, int i,
+		    uint8_t out[OPD_CONFIG_HASH_LEN])
+{
+	const void *p = sqlite3_column_blob(stmt, i);
+
+	if (p == NULL || sqlite3_column_bytes(stmt, i) != OPD_CONFIG_HASH_LEN) {
+		opd_errmsg_printf(st->errmsg, "corrupt store: hash is not %d bytes",
+				  OPD_CONFIG_HASH_LEN);
+		return OPD_ESTORE;
+	}
+	memcpy(out, p, OPD_CONFIG_HASH_LEN);
+	return 0;
+}
+
+/*
+ * Transactions. A write opens BEGIN IMMEDIATE, or a savepoint when the caller
+ * (the Raft FSM, which also records the applied index) already holds a
+ * transaction, so the same function works alone and inside apply().
+ */
+static int tx_begin(struct opd_store *st, bool *nested)
+{
+	*nested = !sqlite3_get_autocommit(st->db);
+	return exec(st, *nested ? "SAVEPOINT " SAVEPOINT_NAME : "BEGIN IMMEDIATE", "begin");
+}
+
+static int tx_commit(struct opd_store *st, bool nested)
+{
+	return exec(st, nested ? "RELEASE " SAVEPOINT_NAME : "COMMIT", "commit");
+}
+
+/* Keeps st->errmsg: the failure that made us roll back is the one to report. */
+static void tx_rollback(struct opd_store *st, bool nested)
+{
+	if (nested)
+		sqlite3_exec(st->db, "ROLLBACK TO " SAVEPOINT_NAME "; RELEASE " SAVEPOINT_NAME,
+			     NULL, NULL, NULL);
+	else if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int migrate(struct opd_store *st)
+{
+	sqlite3_stmt *stmt;
+	int64_t have;
+	size_t want = 0;
+	int rc;
+
+	while (opd_sql_migrations[want] != NULL)
+		want++;
+	if ((rc = query(st, &stmt, "PRAGMA user_version", "")) != 0)
+		return rc;
+	rc = step(st, stmt);
+	have = rc == 1 ? sqlite3_column_int64(stmt, 0) : 0;
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return rc;
+	if (have < 0 || (uint64_t)have > want) {
+		opd_errmsg_printf(st->errmsg,
+				  "database schema version %lld is newer than this binary's (%zu)",
+				  (long long)have, want);
+		return OPD_ESTORE;
+	}
+	for (size_t i = (size_t)have; i < want; i++) {
+		char pragma[64];
+
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %zu", i + 1);
+		if ((rc = exec(st, "BEGIN IMMEDIATE", "begin")) != 0)
+			return rc;
+		if ((rc = exec(st, opd_sql_migrations[i], "sql")) != 0 ||
+		    (rc = exec(st, pragma, "user_version")) != 0 ||
+		    (rc = exec(st, "COMMIT", "commit")) != 0) {
+			opd_errmsg_wrapf(st->errmsg, "migration %zu", i + 1);
+			tx_rollback(st, false);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int opd_store_open(struct opd_store *st, const char *path)
+{
+	int rc;
+
+	*st = (struct opd_store){0};
+	if (path == NULL) {
+		opd_errmsg_printf(st->errmsg, "open: no path");
+		return OPD_ESTORE;
+	}
+	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		opd_errmsg_printf(st->errmsg, "open %s: %s", path,
+				  st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	/* WAL means nothing for a memory database (and "" is a private temporary one). */
+	if (strcmp(path, ":memory:") != 0 && path[0] != '\0' &&
+	    exec(st, "PRAGMA journal_mode=WAL", "journal_mode") != 0)
+		goto fail;
+	if (exec(st, "PRAGMA synchronous=NORMAL", "synchronous") != 0 ||
+	    exec(st, "PRAGMA foreign_keys=ON", "foreign_keys") != 0)
+		goto fail;
+	if (migrate(st) != 0)
+		goto fail;
+	return 0;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "store %s", path);
+	opd_store_close(st);
+	return OPD_ESTORE;
+}
+
+void opd_store_close(struct opd_store *st)
+{
+	if (st->db != NULL) {
+		sqlite3_close_v2(st->db);
+		st->db = NULL;
+	}
+}
+
+const char *opd_store_errmsg(const struct opd_store *st)
+{
+	return st->errmsg;
+}
+
+void opd_config_info_fini(struct opd_config_info *c)
+{
+	free(c->name);
+	opd_kvs_fini(&c->selector);
+	*c = (struct opd_config_info){0};
+}
+
+void opd_version_info_fini(struct opd_version_info *v)
+{
+	free(v->name);
+	free(v->message);
+	free(v->actor);
+	opd_files_fini(&v->files);
+	*v = (struct opd_version_info){0};
+}
+
+/* Sorted copy without repeated pairs: the form stored (the key is (name, key, value)). */
+static void selector_canon(const struct opd_kvs *in, struct opd_kvs *out)
+{
+	struct opd_kvs tmp;
+
+	opd_kvs_init(out);
+	if (in == NULL)
+		return;
+	opd_kvs_copy(&tmp, in);
+	opd_kvs_sort(&tmp);
+	for (size_t i = 0; i < tmp.n; i++) {
+		const struct opd_kv *kv = &tmp.v[i];
+		if (out->n && strcmp(out->v[out->n - 1].key, kv->key) == 0 &&
+		    strcmp(out->v[out->n - 1].value, kv->value) == 0)
+			continue;
+		opd_kvs_add(out, kv->key, kv->value);
+	}
+	opd_kvs_fini(&tmp);
+}
+
+static int load_selector(struct opd_store *st, const char *name, struct opd_kvs *out)
+{
+	sqlite3_stmt *stmt;
+	struct opd_kvs sel;
+	int rc;
+
+	rc = query(st, &stmt,
+		   "SELECT key, value FROM config_selectors WHERE name = ? ORDER BY key, value",
+		   "t", name);
+	if (rc != 0)
+		return rc;
+	opd_kvs_init(&sel);
+	while ((rc = step(st, stmt)) == 1) {
+		char *k = col_strdup(stmt, 0), *v = col_strdup(stmt, 1);
+		opd_kvs_add(&sel, k, v);
+		free(k);
+		free(v);
+	}
+	sqlite3_finalize(stmt);
+	if (rc < 0) {
+		opd_kvs_fini(&sel);
+		return rc;
+	}
+	*out = sel;
+	return 0;
+}
+
+static int audit(struct opd_store *st, uint64_t ts_ms, const char *actor, const char *action,
+		 const char *name, uint64_t version, const char *detail)
+{
+	return run(st,
+		   "INSERT INTO audit (ts_ms, actor, action, name, version, detail) "
+		   "VALUES (?, ?, ?, ?, ?, ?)",
+		   "utttut", ts_ms, actor, action, name, version, detail);
+}
+
+/* The config row of name: 1 found (fields filled), 0 absent, <0 error. */
+struct config_row {
+	int64_t priority;
+	uint64_t active, latest;
+	bool deleted;
+};
+
+static int load_config_row(struct opd_store *st, const char *name, struct config_row *row)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt,
+		   "SELECT priority, active_version, latest_version, deleted FROM configs "
+		   "WHERE name = ?",
+		   "t", name);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		row->priority = sqlite3_column_int64(stmt, 0);
+		row->active = col_u64(stmt, 1);
+		row->latest = col_u64(stmt, 2);
+		row->deleted = sqlite3_column_int(stmt, 3) != 0;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* 1 when the version exists (hash filled if non-NULL), 0 absent, <0 error. */
+static int load_version_hash(struct opd_store *st, const char *name, uint64_t version,
+			     uint8_t hash[OPD_CONFIG_HASH_LEN])
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt, "SELECT hash FROM config_versions WHERE name = ? AND version = ?",
+		   "tu", name, version);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1 && hash != NULL && col_hash(st, stmt, 0, hash) != 0)
+		rc = OPD_ESTORE;
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* 1 when the active version already has these files, selector and priority. */
+static int unchanged(struct opd_store *st, const struct opd_put_version *in,
+		     const struct config_row *row, const struct opd_kvs *sel)
+{
+	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	struct opd_kvs cur;
+	int rc;
+
+	if (row->deleted || row->priority != in->priority)
+		return 0;
+	rc = load_version_hash(st, in->name, row->active, hash);
+	if (rc <= 0)
+		return rc;
+	if (memcmp(hash, in->hash, sizeof hash) != 0)
+		return 0;
+	if ((rc = load_selector(st, in->name, &cur)) != 0)
+		return rc;
+	rc = opd_kvs_equal(&cur, sel);
+	opd_kvs_fini(&cur);
+	return rc;
+}
+
+static int write_version(struct opd_store *st, const struct opd_put_version *in,
+			 const struct opd_kvs *sel, bool exists, uint64_t version)
+{
+	int rc;
+
+	if (exists)
+		rc = run(st,
+			 "UPDATE configs SET priority = ?, active_version = ?, latest_version = ?, "
+			 "deleted = 0, updated_ms = ? WHERE name = ?",
+			 "iuuut", in->priority, version, version, in->ts_ms, in->name);
+	else
+		rc = run(st,
+			 "INSERT INTO configs (name, priority, active_version, latest_version, "
+			 "deleted, created_ms, updated_ms) VALUES (?, ?, ?, ?, 0, ?, ?)",
+			 "tiuuuu", in->name, in->priority, version, version, in->ts_ms, in->ts_ms);
+	if (rc != 0)
+		return rc;
+	if ((rc = run(st, "DELETE FROM config_selectors WHERE name = ?", "t", in->name)) != 0)
+		return rc;
+	for (size_t i = 0; i < sel->n; i++) {
+		rc = run(st, "INSERT INTO config_selectors (name, key, value) VALUES (?, ?, ?)",
+			 "ttt", in->name, sel->v[i].key, sel->v[i].value);
+		if (rc != 0)
+			return rc;
+	}
+	rc = run(st,
+		 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms) "
+		 "VALUES (?, ?, ?, ?, ?, ?)",
+		 "tubttu", in->name, version, (const void *)in->hash, (size_t)OPD_CONFIG_HASH_LEN,
+		 in->message, in->actor, in->ts_ms);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; in->files != NULL && i < in->files->n; i++) {
+		const struct opd_file *f = &in->files->v[i];
+		rc = run(st,
+			 "INSERT INTO config_files (name, version, file_name, content_type, body) "
+			 "VALUES (?, ?, ?, ?, ?)",
+			 "tuttb", in->name, version, f->name, f->content_type,
+			 (const void *)f->body, f->len);
+		if (rc != 0)
+			return rc;
+	}
+	return audit(st, in->ts_ms, in->actor, "put", in->name, version, in->message);
+}
+
+int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in,
+			  struct opd_put_result *out)
+{
+	struct config_row row = {0};
+	struct opd_kvs sel;
+	uint64_t version;
+	bool nested = false;
+	int rc, exists;
+
+	if (in == NULL || in->name == NULL || in->name[0] == '\0') {
+		opd_errmsg_printf(st->errmsg, "put: empty configuration name");
+		return OPD_EINVAL;
+	}
+	selector_canon(in->selector, &sel);
+	if ((rc = tx_begin(st, &nested)) != 0)
+		goto done;
+	if ((exists = load_config_row(st, in->name, &row)) < 0) {
+		rc = exists;
+		goto fail;
+	}
+	if (exists && (rc = unchanged(st, in, &row, &sel)) != 0) {
+		if (rc < 0)
+			goto fail;
+		if ((rc = tx_commit(st, nested)) != 0)
+			goto fail;
+		out->version = row.active;
+		out->created = 0;
+		goto done;
+	}
+	version = exists ? row.latest + 1 : 1;
+	if ((rc = write_version(st, in, &sel, exists, version)) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0)
+		goto fail;
+	out->version = version;
+	out->created = 1;
+	goto done;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "put %s", in->name);
+	tx_rollback(st, nested);
+done:
+	opd_kvs_fini(&sel);
+	return rc;
+}
+
+int opd_store_set_active(struct opd_store *st, const char *name, uint64_t version,
+			 const char *actor, uint64_t ts_ms)
+{
+	struct config_row row;
+	char detail[48];
+	bool nested;
+	int rc;
+
+	if (name == NULL)
+		return OPD_ENOTFOUND;
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = load_config_row(st, name, &row)) <= 0 || row.deleted)
+		goto out;
+	if ((rc = load_version_hash(st, name, version, NULL)) <= 0)
+		goto out;
+	snprintf(detail, sizeof detail, "from %llu", (unsigned long long)row.active);
+	if ((rc = run(st, "UPDATE configs SET active_version = ?, updated_ms = ? WHERE name = ?",
+		      "uut", version, ts_ms, name)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "rollback", name, version, detail)) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "set active %s", name);
+		tx_rollback(st, nested);
+		return rc;
+	}
+	return 0;
+out:
+	/* rc == 0 (or a deleted row) means not found; nothing was written either way. */
+	tx_rollback(st, nested);
+	return rc < 0 ? rc : OPD_ENOTFOUND;
+}
+
+int opd_store_delete(struct opd_store *st, const char *name, const char *actor, uint64_t ts_ms)
+{
+	struct config_row row;
+	bool nested;
+	int rc;
+
+	if (name == NULL)
+		return OPD_ENOTFOUND;
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = load_config_row(st, name, &row)) <= 0 || row.deleted) {
+		tx_rollback(st, nested);
+		return rc < 0 ? rc : OPD_ENOTFOUND;
+	}
+	if ((rc = run(st, "UPDATE configs SET deleted = 1, updated_ms = ? WHERE name = ?", "ut",
+		      ts_ms, name)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "delete", name, row.active, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "delete %s", name);
+		tx_rollback(st, nested);
+		return rc;
+	}
+	return 0;
+}
+
+#define CONFIG_COLUMNS                                                                             \
+	"SELECT c.name, c.priority, c.active_version, c.latest_version, c.created_ms, "            \
+	"c.updated_ms, v.hash FROM configs c JOIN config_versions v "                              \
+	"ON v.name = c.name AND v.version = c.active_version WHERE c.deleted = 0 "
+
+static int fill_config(struct opd_store *st, sqlite3_stmt *stmt, struct opd_config_info *out)
+{
+	struct opd_config_info c = {0};
+	int rc;
+
+	c.name = col_strdup(stmt, 0);
+	c.priority = sqlite3_column_int64(stmt, 1);
+	c.active_version = col_u64(stmt, 2);
+	c.latest_version = col_u64(stmt, 3);
+	c.created_ms = col_u64(stmt, 4);
+	c.updated_ms = col_u64(stmt, 5);
+	if ((rc = col_hash(st, stmt, 6, c.active_hash)) != 0 ||
+	    (rc = load_selector(st, c.name, &c.selector)) != 0) {
+		opd_config_info_fini(&c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+int opd_store_foreach_config(struct opd_store *st,
+			     int (*cb)(void *data, const struct opd_config_info *c), void *data)
+{
+	struct opd_config_info c;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, CONFIG_COLUMNS "ORDER BY c.name", "")) != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		if ((rc = fill_config(st, stmt, &c)) != 0)
+			break;
+		rc = cb(data, &c);
+		opd_config_info_fini(&c);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_get_config(struct opd_store *st, const char *name, struct opd_config_info *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (name == NULL)
+		return OPD_ENOTFOUND;
+	if ((rc = query(st, &stmt, CONFIG_COLUMNS "AND c.name = ?", "t", name)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1)
+		rc = fill_config(st, stmt, out);
+	else if (rc == 0)
+		rc = OPD_ENOTFOUND;
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* 0 when name is a live configuration, OPD_ENOTFOUND, or OPD_ESTORE. */
+static int config_live(struct opd_store *st, const char *name)
+{
+	struct config_row row;
+	int rc;
+
+	if (name == NULL)
+		return OPD_ENOTFOUND;
+	rc = load_config_row(st, name, &row);
+	if (rc < 0)
+		return rc;
+	return rc == 1 && !row.deleted ? 0 : OPD_ENOTFOUND;
+}
+
+static int fill_version(struct opd_store *st, sqlite3_stmt *stmt, struct opd_version_info *out)
+{
+	struct opd_version_info v = {0};
+
+	v.name = col_strdup(stmt, 0);
+	v.version = col_u64(stmt, 1);
+	v.message = col_strdup(stmt, 3);
+	v.actor = col_strdup(stmt, 4);
+	v.created_ms = col_u64(stmt, 5);
+	if (col_hash(st, stmt, 2, v.hash) != 0) {
+		opd_version_info_fini(&v);
+		return OPD_ESTORE;
+	}
+	*out = v;
+	return 0;
+}
+
+#define VERSION_COLUMNS                                                                            \
+	"SELECT name, version, hash, message, actor, created_ms FROM config_versions "
+
+int opd_store_foreach_version(struct opd_store *st, const char *name,
+			      int (*cb)(void *data, const struct opd_version_info *v), void *data)
+{
+	struct opd_version_info v;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = config_live(st, name)) != 0)
+		return rc;
+	rc = query(st, &stmt, VERSION_COLUMNS "WHERE name = ? ORDER BY version DESC", "t", name);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		if ((rc = fill_version(st, stmt, &v)) != 0)
+			break;
+		rc = cb(data, &v);
+		opd_version_info_fini(&v);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int load_files(struct opd_store *st, const char *name, uint64_t version,
+		      struct opd_files *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt,
+		   "SELECT file_name, content_type, body FROM config_files "
+		   "WHERE name = ? AND version = ? ORDER BY file_name",
+		   "tu", name, version);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		char *fn = col_strdup(stmt, 0), *ct = col_strdup(stmt, 1);
+		const void *body = sqlite3_column_blob(stmt, 2);
+		size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
+
+		opd_files_add(out, fn, ct, body, body ? len : 0);
+		free(fn);
+		free(ct);
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_get_version(struct opd_store *st, const char *name, uint64_t version,
+			  struct opd_version_info *out)
+{
+	struct opd_version_info v;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = config_live(st, name)) != 0)
+		return rc;
+	rc =
+	    query(st, &stmt, VERSION_COLUMNS "WHERE name = ? AND version = ?", "tu", name, version);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1)
+		rc = fill_version(st, stmt, &v);
+	else if (rc == 0)
+		rc = OPD_ENOTFOUND;
+	sqlite3_finalize(stmt);
+	if (rc != 0)
+		return rc;
+	if ((rc = load_files(st, name, version, &v.files)) != 0) {
+		opd_version_info_fini(&v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * Dump. Tables are found in sqlite_master (so tables added by later
+ * migrations are included without touching this code) and their rows are
+ * ordered by every column in turn, which is primary-key order for our tables
+ * (the key columns come first) and a total order for any table.
+ */
+static void dump_value(struct opd_buf *out, sqlite3_stmt *stmt, int i)
+{
+	switch (sqlite3_column_type(stmt, i)) {
+	case SQLITE_NULL:
+		opd_buf_appendf(out, "NULL");
+		break;
+	case SQLITE_INTEGER:
+		opd_buf_appendf(out, "%lld", (long long)sqlite3_column_int64(stmt, i));
+		break;
+	case SQLITE_FLOAT:
+		opd_buf_appendf(out, "%.17g", sqlite3_column_double(stmt, i));
+		break;
+	case SQLITE_TEXT: {
+		const unsigned char *t = sqlite3_column_text(stmt, i);
+		size_t n = (size_t)sqlite3_column_bytes(stmt, i);
+
+		opd_buf_append_byte(out, '\'');
+		for (size_t k = 0; k < n; k++) {
+			unsigned char c = t[k];
+			if (c < 0x20 || c == 0x7f || c == '\\' || c == '\'')
+				opd_buf_appendf(out, "\\x%02x", c);
+			else
+				opd_buf_append_byte(out, c);
+		}
+		opd_buf_append_byte(out, '\'');
+		break;
+	}
+	default: { /* SQLITE_BLOB */
+		const unsigned char *p = sqlite3_column_blob(stmt, i);
+		size_t n = (size_t)sqlite3_column_bytes(stmt, i);
+
+		opd_buf_appendf(out, "x'");
+		for (size_t k = 0; k < n; k++)
+			opd_buf_appendf(out, "%02x", p[k]);
+		opd_buf_append_byte(out, '\'');
+		break;
+	}
+	}
+}
+
+static int dump_table(struct opd_store *st, const char *table, struct opd_buf *out)
+{
+	struct opd_buf sql;
+	sqlite3_stmt *stmt;
+	char *base;
+	int rc, ncol;
+
+	base = sqlite3_mprintf("SELECT * FROM \"%w\"", table);
+	if (base == NULL)
+		abort(); /* OOM: as opd_xmalloc */
+	rc = query(st, &stmt, base, "");
+	if (rc != 0) {
+		sqlite3_free(base);
+		return rc;
+	}
+	ncol = sqlite3_column_count(stmt);
+	opd_buf_appendf(out, "table %s\ncolumns", table);
+	for (int i = 0; i < ncol; i++)
+		opd_buf_appendf(out, " %s", sqlite3_column_name(stmt, i));
+	opd_buf_append_byte(out, '\n');
+	sqlite3_finalize(stmt);
+
+	opd_buf_init(&sql);
+	opd_buf_appendf(&sql, "%s ORDER BY", base);
+	for (int i = 0; i < ncol; i++)
+		opd_buf_appendf(&sql, "%s %d", i ? "," : "", i + 1);
+	opd_buf_append_byte(&sql, '\0');
+	sqlite3_free(base);
+	rc = query(st, &stmt, (const char *)opd_buf_rptr(&sql), "");
+	opd_buf_fini(&sql);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		opd_buf_appendf(out, "row");
+		for (int i = 0; i < ncol; i++) {
+			opd_buf_append_byte(out, ' ');
+			dump_value(out, stmt, i);
+		}
+		opd_buf_append_byte(out, '\n');
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_dump(struct opd_store *st, struct opd_buf *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, "PRAGMA user_version", "")) != 0)
+		return rc;
+	if ((rc = step(st, stmt)) == 1)
+		opd_buf_appendf(out, "user_version %lld\n",
+				(long long)sqlite3_column_int64(stmt, 0));
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return rc;
+	rc = query(st, &stmt,
+		   "SELECT name FROM sqlite_master WHERE type = 'table' "
+		   "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+		   "");
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		char *table = col_strdup(stmt, 0);
+		rc = dump_table(st, table, out);
+		free(table);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}

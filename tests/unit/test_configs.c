@@ -1,0 +1,202 @@
+/* The configuration service: publish, desired-config selection, rollback, delete. */
+#include "configs.h"
+#include "harness.h"
+#include "opamp/v1/opamp.pb-c.h"
+#include "registry.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+struct fixture {
+	struct opd_fake_clock clock;
+	struct opd_configs configs;
+	int changes;
+};
+
+static void on_changed(void *data)
+{
+	((struct fixture *)data)->changes++;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = test_calloc(1, sizeof *f);
+
+	opd_fake_clock_init(&f->clock, 1000);
+	assert_int_equal(opd_configs_open(&f->configs, ":memory:", &f->clock.clock), 0);
+	f->configs.changed = on_changed;
+	f->configs.changed_data = f;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	opd_configs_close(&f->configs);
+	test_free(f);
+	return 0;
+}
+
+/* Publish a one-file configuration; selector given as "k=v" strings. */
+static int publish(struct fixture *f, const char *name, int64_t priority, const char *body,
+		   const char *sel_key, const char *sel_value, struct opd_put_result *res)
+{
+	struct opd_kvs sel;
+	struct opd_files files;
+	struct opd_validation_error verr;
+	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	int rc;
+
+	opd_kvs_init(&sel);
+	if (sel_key)
+		opd_kvs_add(&sel, sel_key, sel_value);
+	opd_files_init(&files);
+	opd_files_add(&files, "collector.yaml", "text/yaml", body, strlen(body));
+	struct opd_publish p = {name, &sel, priority, &files, "msg", "test"};
+	rc = opd_configs_publish(&f->configs, &p, res, hash, &verr);
+	opd_kvs_fini(&sel);
+	opd_files_fini(&files);
+	return rc;
+}
+
+static void make_agent(struct opd_agent *a, const char *service, const char *env)
+{
+	memset(a, 0, sizeof *a);
+	opd_kvs_init(&a->ident);
+	opd_kvs_init(&a->nonident);
+	opd_kvs_add(&a->ident, "service.name", service);
+	opd_kvs_add(&a->nonident, "env", env);
+}
+
+static void free_agent(struct opd_agent *a)
+{
+	opd_kvs_fini(&a->ident);
+	opd_kvs_fini(&a->nonident);
+}
+
+static void test_desired_by_priority_then_name(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+	struct opd_desired d;
+	struct opd_agent prod, dev;
+
+	make_agent(&prod, "gw", "prod");
+	make_agent(&dev, "gw", "dev");
+	assert_int_equal(opd_configs_desired(&f->configs, &prod, &d), OPD_ENOTFOUND);
+
+	assert_int_equal(publish(f, "base", 0, "a: 1\n", NULL, NULL, &res), 0);
+	assert_int_equal(res.version, 1);
+	assert_int_equal(opd_configs_desired(&f->configs, &prod, &d), 0);
+	assert_string_equal(d.name, "base");
+
+	assert_int_equal(publish(f, "prod", 10, "a: 2\n", "env", "prod", &res), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &prod, &d), 0);
+	assert_string_equal(d.name, "prod");
+	assert_int_equal(opd_configs_desired(&f->configs, &dev, &d), 0);
+	assert_string_equal(d.name, "base");
+
+	/* Same priority as "base": the name breaks the tie ("aaa" < "base"). */
+	assert_int_equal(publish(f, "aaa", 0, "a: 3\n", "service.name", "gw", &res), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &dev, &d), 0);
+	assert_string_equal(d.name, "aaa");
+	assert_int_equal(f->changes, 3);
+	free_agent(&prod);
+	free_agent(&dev);
+}
+
+static void test_rollback_and_delete_change_desired(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result r1, r2;
+	struct opd_desired d;
+	struct opd_agent a;
+	uint8_t h1[OPD_CONFIG_HASH_LEN];
+
+	make_agent(&a, "gw", "prod");
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &r1), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	memcpy(h1, d.hash, sizeof h1);
+	assert_int_equal(publish(f, "c", 0, "v: 2\n", NULL, NULL, &r2), 0);
+	assert_int_equal(r2.version, 2);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_int_equal(d.version, 2);
+	assert_memory_not_equal(d.hash, h1, sizeof h1);
+
+	assert_int_equal(opd_configs_rollback(&f->configs, "c", 1, "test"), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_int_equal(d.version, 1);
+	assert_memory_equal(d.hash, h1, sizeof h1);
+	assert_int_equal(opd_configs_rollback(&f->configs, "c", 9, "test"), OPD_ENOTFOUND);
+
+	assert_int_equal(opd_configs_delete(&f->configs, "c", "test"), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), OPD_ENOTFOUND);
+	assert_int_equal(opd_configs_delete(&f->configs, "c", "test"), OPD_ENOTFOUND);
+	free_agent(&a);
+}
+
+static void test_unchanged_publish_is_not_a_change(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &res), 0);
+	assert_true(res.created);
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &res), 0);
+	assert_false(res.created);
+	assert_int_equal(res.version, 1);
+	assert_int_equal(f->changes, 1);
+}
+
+static void test_invalid_input_stores_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+	struct opd_config_info info;
+
+	assert_int_equal(publish(f, "c", 0, "a: [1, 2\n", NULL, NULL, &res), OPD_EINVAL);
+	assert_int_equal(publish(f, "../etc", 0, "a: 1\n", NULL, NULL, &res), OPD_EINVAL);
+	assert_int_equal(opd_store_get_config(&f->configs.store, "c", &info), OPD_ENOTFOUND);
+	assert_int_equal(f->changes, 0);
+}
+
+/* The packed AgentConfigMap is what an agent receives: it must decode back to the files. */
+static void test_packed_config_decodes(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+	struct opd_desired d;
+	struct opd_agent a;
+	Opamp__Proto__V1__AgentConfigMap *m;
+
+	make_agent(&a, "gw", "prod");
+	assert_int_equal(publish(f, "c", 0, "receivers: {}\n", NULL, NULL, &res), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	m = opamp__proto__v1__agent_config_map__unpack(NULL, d.config_len, d.config_pb);
+	assert_non_null(m);
+	assert_int_equal(m->n_config_map, 1);
+	assert_string_equal(m->config_map[0]->key, "collector.yaml");
+	assert_string_equal(m->config_map[0]->value->content_type, "text/yaml");
+	assert_int_equal(m->config_map[0]->value->body.len, strlen("receivers: {}\n"));
+	opamp__proto__v1__agent_config_map__free_unpacked(m, NULL);
+	free_agent(&a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_desired_by_priority_then_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_and_delete_change_desired, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchanged_publish_is_not_a_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_config_decodes, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
