@@ -1,0 +1,1199 @@
+#include "admin.h"
+
+#include "err.h"
+#include "hex.h"
+#include "mem.h"
+#include "opamp/v1/opamp.pb-c.h"
+#include "store.h"
+#include "validate.h"
+
+#include <errno.h>
+#include <float.h>
+#include <jansson.h>
+#include <math.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ADMIN_ACTOR "admin"
+#define MAX_BODY (4u << 20) /* the HTTP layer enforces the same; kept as a second fence */
+#define MAX_SEGMENTS 6      /* /api/v1/configs/{name}/versions/{n} */
+#define MAX_SEGMENT 256     /* longer than any name (128) or uid (36) */
+#define MAX_ATTR_FILTERS 32
+#define MAX_HEALTH_DEPTH 16
+
+/* ---- responses ---- */
+
+void opd_admin_response_init(struct opd_admin_response *r)
+{
+	r->status = 500;
+	r->content_type = "application/json";
+	opd_buf_init(&r->headers);
+	opd_buf_init(&r->body);
+}
+
+void opd_admin_response_fini(struct opd_admin_response *r)
+{
+	opd_buf_fini(&r->headers);
+	opd_buf_fini(&r->body);
+}
+
+static int dump_cb(const char *p, size_t n, void *data)
+{
+	opd_buf_append(data, p, n);
+	return 0;
+}
+
+/* Takes ownership of j. A NULL j (a construction that failed) becomes a 500. */
+static void reply(struct opd_admin_response *resp, int status, json_t *j)
+{
+	opd_buf_reset(&resp->body);
+	resp->content_type = "application/json";
+	if (j == NULL) {
+		static const char oops[] = "{\"error\":{\"code\":\"internal\",\"message\":\"could "
+					   "not build response\"}}\n";
+		resp->status = 500;
+		opd_buf_append(&resp->body, oops, sizeof(oops) - 1);
+		return;
+	}
+	resp->status = status;
+	json_dump_callback(j, dump_cb, &resp->body, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	opd_buf_append_byte(&resp->body, '\n');
+	json_decref(j);
+}
+
+static json_t *error_obj(const char *code, const char *message)
+{
+	json_t *e = json_object();
+
+	json_object_set_new(e, "code", json_string(code));
+	/* Messages may quote user input; jansson refuses invalid UTF-8, so fall back. */
+	json_t *m = json_string(message);
+	json_object_set_new(e, "message", m != NULL ? m : json_string("invalid request"));
+	return e;
+}
+
+static void reply_error_obj(struct opd_admin_response *resp, int status, json_t *e)
+{
+	json_t *root = json_object();
+
+	json_object_set_new(root, "error", e);
+	reply(resp, status, root);
+}
+
+static void reply_error(struct opd_admin_response *resp, int status, const char *code,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void reply_error(struct opd_admin_response *resp, int status, const char *code,
+			const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_error_obj(resp, status, error_obj(code, msg));
+}
+
+static void reply_not_found(struct opd_admin_response *resp)
+{
+	reply_error(resp, 404, "not_found", "not found");
+}
+
+static void reply_method(struct opd_admin_response *resp, const char *allow)
+{
+	opd_buf_appendf(&resp->headers, "Allow: %s\r\n", allow);
+	reply_error(resp, 405, "method_not_allowed", "method not allowed; allowed: %s", allow);
+}
+
+static void reply_store_error(struct opd_admin_response *resp, int rc)
+{
+	if (rc == OPD_ENOTFOUND)
+		reply_not_found(resp);
+	else if (rc == OPD_ENOTLEADER)
+		reply_error(resp, 503, "unavailable", "%s", opd_strerror(rc));
+	else
+		reply_error(resp, 500, "internal", "%s", opd_strerror(rc));
+}
+
+/* ---- text helpers ---- */
+
+/* Length of the valid UTF-8 sequence at p (NUL counts as invalid), or 0. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+
+	if (c == 0)
+		return 0;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	/* The second byte's range excludes overlongs, surrogates and > U+10FFFF. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+static bool is_text(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_seq(p + i, n - i);
+		if (l == 0)
+			return false;
+		i += l;
+	}
+	return true;
+}
+
+/* Agents send arbitrary bytes as attribute text: replace what JSON cannot carry with U+FFFD. */
+static char *sanitize(const char *s)
+{
+	size_t n = strlen(s);
+	struct opd_buf b;
+	size_t len;
+
+	opd_buf_init(&b);
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_seq((const uint8_t *)s + i, n - i);
+		if (l == 0) {
+			opd_buf_append(&b, "\xef\xbf\xbd", 3);
+			i++;
+		} else {
+			opd_buf_append(&b, s + i, l);
+			i += l;
+		}
+	}
+	opd_buf_append_byte(&b, 0);
+	return (char *)opd_buf_steal(&b, &len);
+}
+
+static json_t *jstr(const char *s)
+{
+	json_t *j;
+	char *t;
+
+	if (s == NULL)
+		return json_null();
+	if ((j = json_string(s)) != NULL)
+		return j;
+	t = sanitize(s);
+	j = json_string(t);
+	free(t);
+	return j;
+}
+
+static void set_kv(json_t *obj, const char *key, json_t *val)
+{
+	char *k;
+
+	/* Check first: json_object_set_new consumes val even when it refuses the key. */
+	if (is_text((const uint8_t *)key, strlen(key))) {
+		json_object_set_new(obj, key, val);
+		return;
+	}
+	k = sanitize(key);
+	json_object_set_new(obj, k, val);
+	free(k);
+}
+
+/* JSON integers are signed 64-bit: clamp rather than wrap. */
+static json_t *ju64(uint64_t v)
+{
+	return json_integer(v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v);
+}
+
+static json_t *jhex(const uint8_t *p, size_t n)
+{
+	char hex[2 * 64 + 1];
+
+	if (n == 0)
+		return json_null();
+	if (n > 64)
+		n = 64;
+	opd_hex_encode(p, n, hex);
+	return json_string(hex);
+}
+
+static json_t *jkvs(const struct opd_kvs *kvs)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < kvs->n; i++)
+		set_kv(o, kvs->v[i].key, jstr(kvs->v[i].value));
+	return o;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static json_t *base64_encode(const uint8_t *p, size_t n)
+{
+	char *out = opd_xmalloc(4 * ((n + 2) / 3) + 1), *o = out;
+	json_t *j;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? b64[v & 63] : '=';
+	}
+	*o = '\0';
+	j = json_string(out);
+	free(out);
+	return j;
+}
+
+static int b64val(char c)
+{
+	const char *p = c != '\0' ? strchr(b64, c) : NULL;
+
+	return p != NULL ? (int)(p - b64) : -1;
+}
+
+/* Strict RFC 4648 with padding. Returns a new buffer (*len bytes) or NULL. */
+static uint8_t *base64_decode(const char *s, size_t n, size_t *len)
+{
+	uint8_t *out, *o;
+
+	if (n % 4 != 0)
+		return NULL;
+	o = out = opd_xmalloc(n / 4 * 3 + 1);
+	for (size_t i = 0; i < n; i += 4) {
+		int a = b64val(s[i]), b = b64val(s[i + 1]), c = b64val(s[i + 2]),
+		    d = b64val(s[i + 3]);
+		bool last = i + 4 == n;
+
+		if (a < 0 || b < 0)
+			goto bad;
+		if (c < 0 && !(last && s[i + 2] == '=' && s[i + 3] == '='))
+			goto bad;
+		if (d < 0 && !(last && s[i + 3] == '='))
+			goto bad;
+		*o++ = (uint8_t)(a << 2 | b >> 4);
+		if (c >= 0)
+			*o++ = (uint8_t)((b & 15) << 4 | c >> 2);
+		if (d >= 0)
+			*o++ = (uint8_t)((c & 3) << 6 | d);
+	}
+	*len = (size_t)(o - out);
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decode n bytes of s into out (cap bytes, NUL-terminated); '+' is a
+ * space when plus is set (query strings). Returns 0, or OPD_EINVAL for a bad
+ * escape or an encoded NUL, or OPD_ETOOBIG when it does not fit.
+ */
+static int url_decode(const char *s, size_t n, bool plus, char *out, size_t cap)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n)
+				return OPD_EINVAL;
+			hi = hexval(s[i + 1]);
+			lo = hexval(s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi | lo) == 0)
+				return OPD_EINVAL;
+			c = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (c == '+' && plus) {
+			c = ' ';
+		}
+		if (j + 1 >= cap)
+			return OPD_ETOOBIG;
+		out[j++] = c;
+	}
+	out[j] = '\0';
+	return 0;
+}
+
+/* ---- authentication ---- */
+
+static bool authorized(const struct opd_admin *a, const struct opd_http_request *req)
+{
+	const char *h = opd_http_header(req, "Authorization");
+	size_t want = strnlen(a->token, sizeof(a->token));
+
+	if (h == NULL || want == 0 || want == sizeof(a->token))
+		return false;
+	if (strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	/* The length is not secret (it is fixed per install); the bytes are. */
+	if (strlen(h) != want)
+		return false;
+	return CRYPTO_memcmp(h, a->token, want) == 0;
+}
+
+/* ---- configurations ---- */
+
+static json_t *config_json(const struct opd_config_info *c)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "name", jstr(c->name));
+	json_object_set_new(o, "selector", jkvs(&c->selector));
+	json_object_set_new(o, "priority", json_integer(c->priority));
+	json_object_set_new(o, "active_version", ju64(c->active_version));
+	json_object_set_new(o, "latest_version", ju64(c->latest_version));
+	json_object_set_new(o, "config_hash", jhex(c->active_hash, OPD_CONFIG_HASH_LEN));
+	json_object_set_new(o, "updated_ms", ju64(c->updated_ms));
+	return o;
+}
+
+static int list_config_cb(void *data, const struct opd_config_info *c)
+{
+	json_array_append_new(data, config_json(c));
+	return 0;
+}
+
+static void configs_list(struct opd_admin *a, struct opd_admin_response *resp)
+{
+	json_t *arr = json_array(), *root;
+	int rc = opd_store_foreach_config(&a->configs->store, list_config_cb, arr);
+
+	if (rc != 0) {
+		json_decref(arr);
+		reply_store_error(resp, rc);
+		return;
+	}
+	root = json_object();
+	json_object_set_new(root, "configs", arr);
+	reply(resp, 200, root);
+}
+
+struct versions_ctx {
+	json_t *arr;
+	uint64_t active;
+};
+
+static json_t *version_json(const struct opd_version_info *v, uint64_t active)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "version", ju64(v->version));
+	json_object_set_new(o, "config_hash", jhex(v->hash, OPD_CONFIG_HASH_LEN));
+	json_object_set_new(o, "message", jstr(v->message != NULL ? v->message : ""));
+	json_object_set_new(o, "actor", jstr(v->actor != NULL ? v->actor : ""));
+	json_object_set_new(o, "created_ms", ju64(v->created_ms));
+	json_object_set_new(o, "active", json_boolean(v->version == active));
+	return o;
+}
+
+static int version_cb(void *data, const struct opd_version_info *v)
+{
+	struct versions_ctx *ctx = data;
+
+	json_array_append_new(ctx->arr, version_json(v, ctx->active));
+	return 0;
+}
+
+static void config_get(struct opd_admin *a, const char *name, struct opd_admin_response *resp)
+{
+	struct opd_config_info info = {0};
+	struct versions_ctx ctx;
+	json_t *o;
+	int rc = opd_store_get_config(&a->configs->store, name, &info);
+
+	if (rc != 0) {
+		opd_config_info_fini(&info);
+		reply_store_error(resp, rc);
+		return;
+	}
+	ctx.arr = json_array();
+	ctx.active = info.active_version;
+	rc = opd_store_foreach_version(&a->configs->store, name, version_cb, &ctx);
+	if (rc != 0) {
+		json_decref(ctx.arr);
+		opd_config_info_fini(&info);
+		reply_store_error(resp, rc);
+		return;
+	}
+	o = config_json(&info);
+	json_object_set_new(o, "versions", ctx.arr);
+	opd_config_info_fini(&info);
+	reply(resp, 200, o);
+}
+
+static void version_get(struct opd_admin *a, const char *name, uint64_t version,
+			struct opd_admin_response *resp)
+{
+	struct opd_config_info info = {0};
+	struct opd_version_info v = {0};
+	json_t *o, *files;
+	int rc;
+
+	/* A deleted configuration is gone from the API even though its versions stay for audit. */
+	rc = opd_store_get_config(&a->configs->store, name, &info);
+	if (rc == 0)
+		rc = opd_store_get_version(&a->configs->store, name, version, &v);
+	if (rc != 0) {
+		opd_config_info_fini(&info);
+		opd_version_info_fini(&v);
+		reply_store_error(resp, rc);
+		return;
+	}
+	o = version_json(&v, info.active_version);
+	json_object_set_new(o, "name", jstr(name));
+	files = json_object();
+	for (size_t i = 0; i < v.files.n; i++) {
+		const struct opd_file *f = &v.files.v[i];
+		json_t *fo = json_object(), *body = NULL;
+
+		json_object_set_new(fo, "content_type",
+				    jstr(f->content_type != NULL ? f->content_type : ""));
+		if (is_text(f->body, f->len))
+			body = json_stringn((const char *)f->body, f->len);
+		if (body != NULL)
+			json_object_set_new(fo, "body", body);
+		else
+			json_object_set_new(fo, "body_base64", base64_encode(f->body, f->len));
+		set_kv(files, f->name != NULL ? f->name : "", fo);
+	}
+	json_object_set_new(o, "files", files);
+	opd_config_info_fini(&info);
+	opd_version_info_fini(&v);
+	reply(resp, 200, o);
+}
+
+/* Parse the request body as a JSON object; on failure the error response is written. */
+static json_t *parse_body(const struct opd_http_request *req, struct opd_admin_response *resp)
+{
+	json_error_t err;
+	json_t *root;
+
+	if (req->body_len > MAX_BODY) {
+		reply_error(resp, 413, "too_large", "request body over %u bytes", MAX_BODY);
+		return NULL;
+	}
+	if (req->body_len == 0) {
+		reply_error(resp, 400, "invalid_json", "empty request body");
+		return NULL;
+	}
+	/* Any JSON value parses, so a non-object is invalid_argument, not invalid_json. */
+	root = json_loadb((const char *)req->body, req->body_len,
+			  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+	if (root == NULL) {
+		reply_error(resp, 400, "invalid_json", "line %d column %d: %s", err.line,
+			    err.column, err.text);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		reply_error(resp, 400, "invalid_argument",
+			    "the request body must be a JSON object");
+		return NULL;
+	}
+	return root;
+}
+
+/* The first key of obj not in allowed (NULL-terminated), or NULL. */
+static const char *unknown_key(json_t *obj, const char *const *allowed)
+{
+	const char *key;
+	json_t *val;
+
+	json_object_foreach(obj, key, val)
+	{
+		size_t i;
+		for (i = 0; allowed[i] != NULL; i++)
+			if (strcmp(key, allowed[i]) == 0)
+				break;
+		if (allowed[i] == NULL)
+			return key;
+	}
+	return NULL;
+}
+
+/*
+ * Turn the publish body into selector, files and the rest. Returns NULL on
+ * success or a message for a 400 invalid_argument (written into msg).
+ */
+static const char *parse_publish(json_t *root, struct opd_kvs *selector, struct opd_files *files,
+				 int64_t *priority, const char **message, char *msg, size_t cap)
+{
+	static const char *const top[] = {"selector", "priority", "files", "message", NULL};
+	static const char *const file_keys[] = {"content_type", "body", "body_base64", NULL};
+	json_t *sel = json_object_get(root, "selector");
+	json_t *pri = json_object_get(root, "priority");
+	json_t *fs = json_object_get(root, "files");
+	json_t *m = json_object_get(root, "message");
+	const char *key;
+	json_t *val;
+
+	if ((key = unknown_key(root, top)) != NULL) {
+		snprintf(msg, cap, "unknown field \"%s\"", key);
+		return msg;
+	}
+	if (sel != NULL && !json_is_null(sel)) {
+		if (!json_is_object(sel))
+			return "\"selector\" must be an object of strings";
+		if (json_object_size(sel) > OPD_MAX_SELECTOR_PAIRS) {
+			snprintf(msg, cap, "\"selector\" has more than %d pairs",
+				 OPD_MAX_SELECTOR_PAIRS);
+			return msg;
+		}
+		json_object_foreach(sel, key, val)
+		{
+			if (!json_is_string(val)) {
+				snprintf(msg, cap, "selector \"%s\" must be a string", key);
+				return msg;
+			}
+			opd_kvs_add(selector, key, json_string_value(val));
+		}
+	}
+	if (pri != NULL && !json_is_null(pri)) {
+		if (!json_is_integer(pri))
+			return "\"priority\" must be an integer";
+		*priority = json_integer_value(pri);
+	}
+	if (m != NULL && !json_is_null(m)) {
+		if (!json_is_string(m))
+			return "\"message\" must be a string";
+		*message = json_string_value(m);
+	}
+	if (fs == NULL || !json_is_object(fs))
+		return "\"files\" must be an object of files";
+	if (json_object_size(fs) == 0)
+		return "\"files\" must name at least one file";
+	if (json_object_size(fs) > OPD_MAX_FILES) {
+		snprintf(msg, cap, "more than %d files", OPD_MAX_FILES);
+		return msg;
+	}
+	json_object_foreach(fs, key, val)
+	{
+		json_t *ct, *body, *b64body;
+		const char *content_type;
+
+		if (!json_is_object(val)) {
+			snprintf(msg, cap, "file \"%s\" must be an object", key);
+			return msg;
+		}
+		const char *bad = unknown_key(val, file_keys);
+		if (bad != NULL) {
+			snprintf(msg, cap, "file \"%s\": unknown field \"%s\"", key, bad);
+			return msg;
+		}
+		ct = json_object_get(val, "content_type");
+		body = json_object_get(val, "body");
+		b64body = json_object_get(val, "body_base64");
+		if (ct == NULL || !json_is_string(ct)) {
+			snprintf(msg, cap, "file \"%s\": \"content_type\" must be a string", key);
+			return msg;
+		}
+		content_type = json_string_value(ct);
+		if ((body == NULL) == (b64body == NULL)) {
+			snprintf(msg, cap,
+				 "file \"%s\" needs exactly one of \"body\", \"body_base64\"", key);
+			return msg;
+		}
+		if (body != NULL) {
+			if (!json_is_string(body)) {
+				snprintf(msg, cap, "file \"%s\": \"body\" must be a string", key);
+				return msg;
+			}
+			opd_files_add(files, key, content_type, json_string_value(body),
+				      json_string_length(body));
+		} else {
+			size_t len;
+			uint8_t *bytes;
+
+			if (!json_is_string(b64body)) {
+				snprintf(msg, cap, "file \"%s\": \"body_base64\" must be a string",
+					 key);
+				return msg;
+			}
+			bytes = base64_decode(json_string_value(b64body),
+					      json_string_length(b64body), &len);
+			if (bytes == NULL) {
+				snprintf(msg, cap, "file \"%s\": \"body_base64\" is not base64",
+					 key);
+				return msg;
+			}
+			opd_files_add(files, key, content_type, bytes, len);
+			free(bytes);
+		}
+	}
+	return NULL;
+}
+
+static void config_publish(struct opd_admin *a, const char *name,
+			   const struct opd_http_request *req, struct opd_admin_response *resp)
+{
+	struct opd_kvs selector;
+	struct opd_files files;
+	struct opd_put_result out = {0};
+	struct opd_validation_error verr;
+	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	int64_t priority = 0;
+	const char *message = "", *bad;
+	char msg[512];
+	struct opd_publish p = {.name = name, .actor = ADMIN_ACTOR};
+	json_t *root, *o;
+	int rc;
+
+	if ((root = parse_body(req, resp)) == NULL)
+		return;
+	opd_kvs_init(&selector);
+	opd_files_init(&files);
+	bad = parse_publish(root, &selector, &files, &priority, &message, msg, sizeof(msg));
+	if (bad != NULL) {
+		reply_error(resp, 400, "invalid_argument", "%s", bad);
+		goto out;
+	}
+	p.selector = &selector;
+	p.priority = priority;
+	p.files = &files;
+	p.message = message;
+	rc = opd_configs_publish(a->configs, &p, &out, hash, &verr);
+	if (rc == OPD_EINVAL) {
+		json_t *e = error_obj("invalid_config", verr.message);
+		if (verr.file[0] != '\0')
+			set_kv(e, "file", jstr(verr.file));
+		if (verr.line > 0) {
+			json_object_set_new(e, "line", ju64(verr.line));
+			json_object_set_new(e, "column", ju64(verr.column));
+		}
+		reply_error_obj(resp, 400, e);
+		goto out;
+	}
+	if (rc != 0) {
+		reply_store_error(resp, rc);
+		goto out;
+	}
+	opd_kvs_sort(&selector);
+	o = json_object();
+	json_object_set_new(o, "name", jstr(name));
+	json_object_set_new(o, "version", ju64(out.version));
+	json_object_set_new(o, "config_hash", jhex(hash, OPD_CONFIG_HASH_LEN));
+	json_object_set_new(o, "created", json_boolean(out.created));
+	json_object_set_new(o, "selector", jkvs(&selector));
+	json_object_set_new(o, "priority", json_integer(priority));
+	reply(resp, out.created ? 201 : 200, o);
+out:
+	opd_kvs_fini(&selector);
+	opd_files_fini(&files);
+	json_decref(root);
+}
+
+static void config_rollback(struct opd_admin *a, const char *name,
+			    const struct opd_http_request *req, struct opd_admin_response *resp)
+{
+	static const char *const keys[] = {"version", NULL};
+	struct opd_config_info info = {0};
+	json_t *root, *v, *o;
+	const char *bad;
+	int rc;
+
+	if ((root = parse_body(req, resp)) == NULL)
+		return;
+	if ((bad = unknown_key(root, keys)) != NULL) {
+		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", bad);
+		goto out;
+	}
+	v = json_object_get(root, "version");
+	if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 1) {
+		reply_error(resp, 400, "invalid_argument",
+			    "\"version\" must be a positive integer");
+		goto out;
+	}
+	rc = opd_configs_rollback(a->configs, name, (uint64_t)json_integer_value(v), ADMIN_ACTOR);
+	if (rc == 0)
+		rc = opd_store_get_config(&a->configs->store, name, &info);
+	if (rc != 0) {
+		reply_store_error(resp, rc);
+		goto out;
+	}
+	o = json_object();
+	json_object_set_new(o, "name", jstr(name));
+	json_object_set_new(o, "active_version", ju64(info.active_version));
+	json_object_set_new(o, "config_hash", jhex(info.active_hash, OPD_CONFIG_HASH_LEN));
+	reply(resp, 200, o);
+out:
+	opd_config_info_fini(&info);
+	json_decref(root);
+}
+
+static void config_delete(struct opd_admin *a, const char *name, struct opd_admin_response *resp)
+{
+	int rc = opd_configs_delete(a->configs, name, ADMIN_ACTOR);
+	json_t *o;
+
+	if (rc != 0) {
+		reply_store_error(resp, rc);
+		return;
+	}
+	o = json_object();
+	json_object_set_new(o, "name", jstr(name));
+	json_object_set_new(o, "deleted", json_true());
+	reply(resp, 200, o);
+}
+
+/* ---- agents ---- */
+
+static json_t *health_json(const Opamp__Proto__V1__ComponentHealth *h, int depth)
+{
+	json_t *o = json_object(), *comps = json_object();
+
+	json_object_set_new(o, "healthy", json_boolean(h->healthy));
+	json_object_set_new(o, "status", jstr(h->status != NULL ? h->status : ""));
+	json_object_set_new(o, "last_error", jstr(h->last_error != NULL ? h->last_error : ""));
+	json_object_set_new(o, "start_time_unix_nano", ju64(h->start_time_unix_nano));
+	json_object_set_new(o, "status_time_unix_nano", ju64(h->status_time_unix_nano));
+	/* Agents choose the nesting; deeper levels are cut off rather than recursed into. */
+	if (depth < MAX_HEALTH_DEPTH) {
+		for (size_t i = 0; i < h->n_component_health_map; i++) {
+			const Opamp__Proto__V1__ComponentHealth__ComponentHealthMapEntry *e =
+			    h->component_health_map[i];
+			if (e == NULL || e->value == NULL)
+				continue;
+			set_kv(comps, e->key != NULL ? e->key : "",
+			       health_json(e->value, depth + 1));
+		}
+	}
+	json_object_set_new(o, "components", comps);
+	return o;
+}
+
+static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint64_t now)
+{
+	const struct opd_registry *r = a->registry;
+	json_t *o = json_object(), *health = json_object(), *rcs = json_object(), *caps;
+	struct opd_desired d;
+	char uid[2 * OPD_UID_LEN + 1];
+	double phi;
+
+	opd_hex_encode(ag->uid, OPD_UID_LEN, uid);
+	json_object_set_new(o, "instance_uid", json_string(uid));
+	json_object_set_new(o, "identifying_attributes", jkvs(&ag->ident));
+	json_object_set_new(o, "non_identifying_attributes", jkvs(&ag->nonident));
+	json_object_set_new(o, "connected", json_boolean(ag->connected));
+	json_object_set_new(o, "transport", json_string(opd_transport_name(ag->transport)));
+	json_object_set_new(o, "capabilities", ju64(ag->capabilities));
+	json_object_set_new(o, "sequence_num", ju64(ag->last_seq));
+	json_object_set_new(o, "last_seen_ms", ju64(ag->last_seen_wall_ms));
+
+	json_object_set_new(health, "state",
+			    json_string(opd_health_state_name(opd_registry_health(r, ag, now))));
+	phi = opd_phi_value(&ag->phi, now, opd_registry_expected_interval_ms(r, ag));
+	if (isnan(phi) || phi < 0)
+		phi = 0;
+	else if (!isfinite(phi))
+		phi = DBL_MAX; /* JSON has no infinity */
+	json_object_set_new(health, "phi", json_real(phi));
+	json_t *ch = json_null();
+	if (ag->health_pb != NULL) {
+		Opamp__Proto__V1__ComponentHealth *h =
+		    opamp__proto__v1__component_health__unpack(NULL, ag->health_len, ag->health_pb);
+		if (h != NULL) {
+			ch = health_json(h, 0);
+			opamp__proto__v1__component_health__free_unpacked(h, NULL);
+		}
+	}
+	json_object_set_new(health, "component_health", ch);
+	json_object_set_new(o, "health", health);
+
+	if (r->ops.desired != NULL && r->ops.desired(r->ops.data, ag, &d) == 0 && d.name != NULL) {
+		json_t *dc = json_object();
+		json_object_set_new(dc, "name", jstr(d.name));
+		json_object_set_new(dc, "version", ju64(d.version));
+		json_object_set_new(dc, "config_hash",
+				    jhex(d.hash, d.hash != NULL ? d.hash_len : 0));
+		json_object_set_new(o, "desired_config", dc);
+	} else {
+		json_object_set_new(o, "desired_config", json_null());
+	}
+
+	json_object_set_new(rcs, "status", json_string(opd_rc_status_name(ag->rc_status)));
+	json_object_set_new(rcs, "config_hash", jhex(ag->rc_hash.b, ag->rc_hash.len));
+	json_object_set_new(rcs, "error_message", jstr(ag->rc_error != NULL ? ag->rc_error : ""));
+	json_object_set_new(o, "remote_config_status", rcs);
+	json_object_set_new(o, "effective_config_hash",
+			    ag->has_effective ? jhex(ag->effective_hash.b, ag->effective_hash.len)
+					      : json_null());
+	caps = json_array();
+	for (size_t i = 0; i < ag->n_custom_caps; i++)
+		json_array_append_new(caps, jstr(ag->custom_caps[i]));
+	json_object_set_new(o, "custom_capabilities", caps);
+	return o;
+}
+
+struct agent_filter {
+	int health;    /* -1: any */
+	int connected; /* -1: any */
+	size_t n_attrs;
+	char *keys[MAX_ATTR_FILTERS], *values[MAX_ATTR_FILTERS]; /* owned */
+};
+
+static void filter_fini(struct agent_filter *f)
+{
+	for (size_t i = 0; i < f->n_attrs; i++) {
+		free(f->keys[i]);
+		free(f->values[i]);
+	}
+}
+
+/* Parse the query into f. Returns NULL or a message for a 400 (in msg). */
+static const char *parse_filter(const char *query, struct agent_filter *f, char *msg, size_t cap)
+{
+	static const char *const states[] = {"healthy", "degraded", "suspect", "down"};
+	static const enum opd_health_state state_vals[] = {OPD_HEALTH_HEALTHY, OPD_HEALTH_DEGRADED,
+							   OPD_HEALTH_SUSPECT, OPD_HEALTH_DOWN};
+	const char *p = query;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, "&");
+		const char *eq = memchr(p, '=', n);
+		size_t kn = eq != NULL ? (size_t)(eq - p) : n;
+		size_t vn = eq != NULL ? n - kn - 1 : 0;
+		/* Decoded text is never longer than the encoded text, which the HTTP layer bounds.
+		 */
+		char *k = opd_xmalloc(kn + 1), *v = opd_xmalloc(vn + 1);
+		const char *err = NULL;
+
+		if (n == 0)
+			goto next;
+		if (url_decode(p, kn, true, k, kn + 1) != 0 ||
+		    url_decode(eq != NULL ? eq + 1 : "", vn, true, v, vn + 1) != 0) {
+			err = "malformed percent-encoding in the query";
+		} else if (strcmp(k, "health") == 0) {
+			size_t i;
+			for (i = 0; i < 4; i++)
+				if (strcmp(v, states[i]) == 0)
+					break;
+			if (f->health != -1 || i == 4)
+				err = "health must be given once, as healthy, degraded, suspect or "
+				      "down";
+			else
+				f->health = (int)state_vals[i];
+		} else if (strcmp(k, "connected") == 0) {
+			if (f->connected != -1 ||
+			    (strcmp(v, "true") != 0 && strcmp(v, "false") != 0))
+				err = "connected must be given once, as true or false";
+			else
+				f->connected = strcmp(v, "true") == 0;
+		} else if (strncmp(k, "attr.", 5) == 0 && k[5] != '\0') {
+			if (f->n_attrs == MAX_ATTR_FILTERS) {
+				snprintf(msg, cap, "more than %d attr filters", MAX_ATTR_FILTERS);
+				err = msg;
+			} else {
+				f->keys[f->n_attrs] = opd_xstrdup(k + 5);
+				f->values[f->n_attrs++] = opd_xstrdup(v);
+			}
+		} else {
+			/* A typo must not silently widen the result to every agent. */
+			snprintf(msg, cap, "unknown query parameter \"%.64s\"", k);
+			err = msg;
+		}
+	next:
+		free(k);
+		free(v);
+		if (err != NULL)
+			return err;
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return NULL;
+}
+
+static bool has_pair(const struct opd_kvs *kvs, const char *key, const char *value)
+{
+	for (size_t i = 0; i < kvs->n; i++)
+		if (strcmp(kvs->v[i].key, key) == 0 && strcmp(kvs->v[i].value, value) == 0)
+			return true;
+	return false;
+}
+
+static bool filter_match(const struct opd_admin *a, const struct agent_filter *f,
+			 const struct opd_agent *ag, uint64_t now)
+{
+	if (f->connected != -1 && (ag->connected != 0) != (f->connected != 0))
+		return false;
+	if (f->health != -1 && (int)opd_registry_health(a->registry, ag, now) != f->health)
+		return false;
+	for (size_t i = 0; i < f->n_attrs; i++)
+		if (!has_pair(&ag->ident, f->keys[i], f->values[i]) &&
+		    !has_pair(&ag->nonident, f->keys[i], f->values[i]))
+			return false;
+	return true;
+}
+
+static void agents_list(struct opd_admin *a, const struct opd_http_request *req,
+			struct opd_admin_response *resp)
+{
+	struct agent_filter f = {.health = -1, .connected = -1};
+	uint64_t now = opd_clock_now(a->clock);
+	const char *bad;
+	char msg[256];
+	struct opd_list *pos;
+	json_t *arr, *root;
+
+	bad = parse_filter(req->query != NULL ? req->query : "", &f, msg, sizeof(msg));
+	if (bad != NULL) {
+		filter_fini(&f);
+		reply_error(resp, 400, "invalid_argument", "%s", bad);
+		return;
+	}
+	arr = json_array();
+	opd_list_foreach(pos, &a->registry->agents)
+	{
+		const struct opd_agent *ag = opd_container_of(pos, struct opd_agent, link);
+		if (filter_match(a, &f, ag, now))
+			json_array_append_new(arr, agent_json(a, ag, now));
+	}
+	filter_fini(&f);
+	root = json_object();
+	json_object_set_new(root, "count", json_integer((json_int_t)json_array_size(arr)));
+	json_object_set_new(root, "agents", arr);
+	reply(resp, 200, root);
+}
+
+static void agent_get(struct opd_admin *a, const char *uid_text, struct opd_admin_response *resp)
+{
+	uint8_t uid[OPD_UID_LEN];
+	struct opd_agent *ag;
+
+	if (opd_uid_parse(uid_text, uid) != 0) {
+		reply_error(resp, 400, "invalid_argument",
+			    "instance_uid must be 32 hex digits or a UUID");
+		return;
+	}
+	ag = opd_registry_find(a->registry, uid);
+	if (ag == NULL) {
+		reply_not_found(resp);
+		return;
+	}
+	reply(resp, 200, agent_json(a, ag, opd_clock_now(a->clock)));
+}
+
+/* ---- routing ---- */
+
+static void reply_status(struct opd_admin_response *resp, int status, const char *text)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "status", json_string(text));
+	reply(resp, status, o);
+}
+
+static bool method_is(const struct opd_http_request *req, const char *m)
+{
+	return req->method != NULL && strcmp(req->method, m) == 0;
+}
+
+/*
+ * Split the path into percent-decoded segments. Returns the count, 0 for an
+ * empty segment or too many (a route that cannot exist), or -1 for bad
+ * encoding.
+ */
+static int split_path(const char *path, char seg[MAX_SEGMENTS][MAX_SEGMENT])
+{
+	int n = 0;
+
+	if (path == NULL || path[0] != '/')
+		return 0;
+	for (const char *p = path + 1;;) {
+		size_t len = strcspn(p, "/");
+		int rc;
+
+		if (len == 0 || n == MAX_SEGMENTS)
+			return 0;
+		rc = url_decode(p, len, false, seg[n], MAX_SEGMENT);
+		if (rc == OPD_ETOOBIG)
+			return 0;
+		if (rc != 0)
+			return -1;
+		n++;
+		p += len;
+		if (*p == '\0')
+			return n;
+		p++;
+	}
+}
+
+static bool valid_name(const char *name, struct opd_admin_response *resp)
+{
+	if (opd_validate_name(name))
+		return true;
+	reply_error(resp, 400, "invalid_argument",
+		    "configuration names are 1 to %d of A-Z a-z 0-9 . _ - and do not start "
+		    "with '.'",
+		    OPD_MAX_CONFIG_NAME);
+	return false;
+}
+
+static int parse_version(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s[0] < '0' || s[0] > '9' || strlen(s) > 20)
+		return OPD_EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > INT64_MAX)
+		return OPD_EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void route_api(struct opd_admin *a, const struct opd_http_request *req,
+		      char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+{
+	uint64_t version;
+
+	if (n < 3 || strcmp(seg[1], "v1") != 0) {
+		reply_not_found(resp);
+		return;
+	}
+	if (strcmp(seg[2], "configs") == 0) {
+		if (n == 3) {
+			if (method_is(req, "GET"))
+				configs_list(a, resp);
+			else
+				reply_method(resp, "GET");
+			return;
+		}
+		if (n == 4) {
+			bool get = method_is(req, "GET"), post = method_is(req, "POST"),
+			     del = method_is(req, "DELETE");
+			if (!get && !post && !del) {
+				reply_method(resp, "GET, POST, DELETE");
+				return;
+			}
+			if (!valid_name(seg[3], resp))
+				return;
+			if (get)
+				config_get(a, seg[3], resp);
+			else if (post)
+				config_publish(a, seg[3], req, resp);
+			else
+				config_delete(a, seg[3], resp);
+			return;
+		}
+		if (n == 5 && strcmp(seg[4], "rollback") == 0) {
+			if (!method_is(req, "POST"))
+				reply_method(resp, "POST");
+			else if (valid_name(seg[3], resp))
+				config_rollback(a, seg[3], req, resp);
+			return;
+		}
+		if (n == 6 && strcmp(seg[4], "versions") == 0) {
+			if (!method_is(req, "GET")) {
+				reply_method(resp, "GET");
+				return;
+			}
+			if (!valid_name(seg[3], resp))
+				return;
+			if (parse_version(seg[5], &version) != 0) {
+				reply_error(resp, 400, "invalid_argument",
+					    "the version must be a positive integer");
+				return;
+			}
+			version_get(a, seg[3], version, resp);
+			return;
+		}
+	} else if (strcmp(seg[2], "agents") == 0 && n <= 4) {
+		if (!method_is(req, "GET"))
+			reply_method(resp, "GET");
+		else if (n == 3)
+			agents_list(a, req, resp);
+		else
+			agent_get(a, seg[3], resp);
+		return;
+	}
+	reply_not_found(resp);
+}
+
+void opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req,
+		      struct opd_admin_response *resp)
+{
+	char seg[MAX_SEGMENTS][MAX_SEGMENT];
+	int n;
+
+	opd_buf_reset(&resp->headers);
+	n = split_path(req->path, seg);
+	if (n == 1 && strcmp(seg[0], "healthz") == 0) {
+		if (method_is(req, "GET"))
+			reply_status(resp, 200, "ok");
+		else
+			reply_method(resp, "GET");
+		return;
+	}
+	if (n == 1 && strcmp(seg[0], "readyz") == 0) {
+		if (!method_is(req, "GET"))
+			reply_method(resp, "GET");
+		else if (a->ready)
+			reply_status(resp, 200, "ready");
+		else
+			reply_error(resp, 503, "unavailable", "not ready");
+		return;
+	}
+	/* Everything under /api/ needs the token, even paths that do not exist. */
+	if (req->path != NULL && strncmp(req->path, "/api/", 5) == 0) {
+		if (!authorized(a, req)) {
+			opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");
+			reply_error(resp, 401, "unauthorized", "missing or wrong bearer token");
+			return;
+		}
+		if (n < 0) {
+			reply_error(resp, 400, "invalid_argument", "malformed percent-encoding");
+			return;
+		}
+		if (n > 0 && strcmp(seg[0], "api") == 0) {
+			route_api(a, req, seg, n, resp);
+			return;
+		}
+	}
+	reply_not_found(resp);
+}
