@@ -1,0 +1,291 @@
+#include "ws.h"
+
+#include "err.h"
+#include "mem.h"
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+/*
+ * wslay answers every ping with a pong. A peer that pings faster than we
+ * flush could grow the output without bound, so after this many control frames
+ * produced without an opd_ws_take() in between we close with 1008 (policy).
+ */
+#define MAX_PENDING_CTRL 64
+
+#define CLOSE_POLICY 1008
+
+/* RFC 6455 §5.5: a control frame payload is at most 125 bytes, 2 of them the code. */
+#define MAX_CLOSE_REASON 123
+
+struct ws_msg {
+	struct ws_msg *next;
+	uint8_t *data;
+	size_t len;
+};
+
+struct opd_ws {
+	wslay_event_context_ptr ctx;
+	struct opd_buf in;  /* pushed bytes wslay has not read yet */
+	struct opd_buf out; /* frames wslay wrote, not yet taken */
+	struct ws_msg *head, **tail;
+	size_t max_msg;
+	unsigned pending_ctrl;
+	int violation; /* sticky OPD_E* once the peer broke the protocol */
+};
+
+/* Close because of the peer; wslay stops reading and sends the Close on the next send. */
+static void violate(struct opd_ws *ws, uint16_t code, int err)
+{
+	if (ws->violation == 0)
+		ws->violation = err;
+	/* Fails only when a Close is already queued, which is then the one sent. */
+	(void)wslay_event_queue_close(ws->ctx, code, NULL, 0);
+	wslay_event_shutdown_read(ws->ctx);
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+		       void *user_data)
+{
+	struct opd_ws *ws = user_data;
+	size_t n = opd_buf_avail(&ws->in);
+
+	(void)flags;
+	if (n == 0) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (n > len)
+		n = len;
+	memcpy(buf, opd_buf_rptr(&ws->in), n);
+	opd_buf_consume(&ws->in, n);
+	return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+		       void *user_data)
+{
+	struct opd_ws *ws = user_data;
+
+	(void)ctx;
+	(void)flags;
+	opd_buf_append(&ws->out, data, len);
+	return (ssize_t)len;
+}
+
+static void on_frame_start(wslay_event_context_ptr ctx,
+			   const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+	struct opd_ws *ws = user_data;
+
+	(void)ctx;
+	/* OpAMP is binary only; refuse text before wslay buffers any of it. */
+	if (arg->opcode == WSLAY_TEXT_FRAME)
+		violate(ws, OPD_WS_CLOSE_UNSUPPORTED, OPD_EPROTO);
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		   void *user_data)
+{
+	struct opd_ws *ws = user_data;
+	struct ws_msg *m;
+
+	(void)ctx;
+	switch (arg->opcode) {
+	case WSLAY_BINARY_FRAME:
+		if (ws->violation != 0)
+			return;
+		/* wslay frees arg->msg after this call; its size is bounded by max_msg. */
+		m = opd_xcalloc(1, sizeof(*m));
+		m->data = opd_xmalloc(arg->msg_length > 0 ? arg->msg_length : 1);
+		if (arg->msg_length > 0)
+			memcpy(m->data, arg->msg, arg->msg_length);
+		m->len = arg->msg_length;
+		*ws->tail = m;
+		ws->tail = &m->next;
+		break;
+	case WSLAY_TEXT_FRAME:
+		violate(ws, OPD_WS_CLOSE_UNSUPPORTED, OPD_EPROTO);
+		break;
+	case WSLAY_PING:
+		/* wslay has already queued the pong. */
+		if (++ws->pending_ctrl > MAX_PENDING_CTRL)
+			violate(ws, CLOSE_POLICY, OPD_EPROTO);
+		break;
+	default:
+		/* Close is answered by wslay; pongs need nothing. */
+		break;
+	}
+}
+
+int opd_ws_accept_key(const char *client_key, char *out)
+{
+	uint8_t raw[20], md[EVP_MAX_MD_SIZE];
+	char buf[24 + sizeof(WS_GUID)];
+	unsigned int mdlen = 0;
+
+	/* 16 bytes in base64 are 22 characters and "==". */
+	if (client_key == NULL || strlen(client_key) != 24 || client_key[22] != '=' ||
+	    client_key[23] != '=')
+		return OPD_EINVAL;
+	/* EVP_DecodeBlock ignores padding in its count: 24 characters decode to 18 bytes. */
+	if (EVP_DecodeBlock(raw, (const unsigned char *)client_key, 24) != 18)
+		return OPD_EINVAL;
+	memcpy(buf, client_key, 24);
+	memcpy(buf + 24, WS_GUID, sizeof(WS_GUID) - 1);
+	if (EVP_Digest(buf, 24 + sizeof(WS_GUID) - 1, md, &mdlen, EVP_sha1(), NULL) != 1 ||
+	    mdlen != 20)
+		return OPD_EINVAL;
+	if (EVP_EncodeBlock((unsigned char *)out, md, 20) != OPD_WS_ACCEPT_LEN)
+		return OPD_EINVAL;
+	return 0;
+}
+
+struct opd_ws *opd_ws_new(size_t max_msg)
+{
+	static const struct wslay_event_callbacks cbs = {
+	    .recv_callback = recv_cb,
+	    .send_callback = send_cb,
+	    .on_frame_recv_start_callback = on_frame_start,
+	    .on_msg_recv_callback = on_msg,
+	};
+	struct opd_ws *ws = opd_xcalloc(1, sizeof(*ws));
+
+	ws->tail = &ws->head;
+	ws->max_msg = max_msg;
+	if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0)
+		abort(); /* only fails on OOM */
+	/* Checked against each frame's declared length before wslay buffers its payload. */
+	wslay_event_config_set_max_recv_msg_length(ws->ctx, max_msg);
+	return ws;
+}
+
+void opd_ws_free(struct opd_ws *ws)
+{
+	struct ws_msg *m, *next;
+
+	if (ws == NULL)
+		return;
+	for (m = ws->head; m != NULL; m = next) {
+		next = m->next;
+		free(m->data);
+		free(m);
+	}
+	wslay_event_context_free(ws->ctx);
+	opd_buf_fini(&ws->in);
+	opd_buf_fini(&ws->out);
+	free(ws);
+}
+
+int opd_ws_push(struct opd_ws *ws, const uint8_t *p, size_t n)
+{
+	int rc;
+
+	if (ws->violation != 0)
+		return ws->violation;
+	/* After a Close (ours after an error, or the peer's) input is dropped. */
+	if (!wslay_event_get_read_enabled(ws->ctx))
+		return 0;
+	opd_buf_append(&ws->in, p, n);
+	rc = wslay_event_recv(ws->ctx);
+	if (!wslay_event_get_read_enabled(ws->ctx))
+		opd_buf_fini(&ws->in);
+	/* Pongs and Close replies go out without waiting for opd_ws_take(). */
+	(void)wslay_event_send(ws->ctx);
+	/*
+	 * wslay found the violation itself (bad framing, unmasked frame, too
+	 * big, bad close code): it stopped reading without a Close from the
+	 * peer. The code it sent tells which.
+	 */
+	if (ws->violation == 0 && (rc != 0 || (!wslay_event_get_read_enabled(ws->ctx) &&
+					       !wslay_event_get_close_received(ws->ctx)))) {
+		uint16_t code = wslay_event_get_status_code_sent(ws->ctx);
+
+		ws->violation = code == OPD_WS_CLOSE_TOO_BIG ? OPD_ETOOBIG : OPD_EPROTO;
+	}
+	return ws->violation;
+}
+
+int opd_ws_next(struct opd_ws *ws, struct opd_buf *msg)
+{
+	struct ws_msg *m = ws->head;
+
+	if (m == NULL)
+		return 0;
+	ws->head = m->next;
+	if (ws->head == NULL)
+		ws->tail = &ws->head;
+	msg->data = m->data;
+	msg->off = 0;
+	msg->len = m->len;
+	msg->cap = m->len > 0 ? m->len : 1;
+	free(m);
+	return 1;
+}
+
+static int queue(struct opd_ws *ws, uint8_t opcode, const uint8_t *p, size_t n)
+{
+	struct wslay_event_msg msg = {.opcode = opcode, .msg = p, .msg_length = n};
+
+	if (ws->violation != 0)
+		return OPD_EPROTO;
+	return wslay_event_queue_msg(ws->ctx, &msg) == 0 ? 0 : OPD_EPROTO;
+}
+
+int opd_ws_queue(struct opd_ws *ws, const uint8_t *p, size_t n)
+{
+	return queue(ws, WSLAY_BINARY_FRAME, p, n);
+}
+
+int opd_ws_queue_ping(struct opd_ws *ws)
+{
+	return queue(ws, WSLAY_PING, NULL, 0);
+}
+
+int opd_ws_queue_close(struct opd_ws *ws, uint16_t code, const char *reason)
+{
+	size_t len = reason != NULL ? strlen(reason) : 0;
+
+	if (len > MAX_CLOSE_REASON)
+		len = MAX_CLOSE_REASON;
+	if (wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, len) != 0)
+		return OPD_EPROTO;
+	return 0;
+}
+
+size_t opd_ws_take(struct opd_ws *ws, struct opd_buf *out)
+{
+	size_t n;
+
+	(void)wslay_event_send(ws->ctx);
+	n = opd_buf_avail(&ws->out);
+	opd_buf_append(out, opd_buf_rptr(&ws->out), n);
+	opd_buf_reset(&ws->out);
+	/* Do not keep a large message's worth of memory on an idle connection. */
+	if (ws->out.cap > 64 * 1024)
+		opd_buf_fini(&ws->out);
+	ws->pending_ctrl = 0;
+	return n;
+}
+
+int opd_ws_done(const struct opd_ws *ws)
+{
+	return wslay_event_get_close_sent(ws->ctx) && !wslay_event_want_read(ws->ctx) &&
+	       !wslay_event_want_write(ws->ctx) && opd_buf_avail(&ws->out) == 0;
+}
+
+uint16_t opd_ws_peer_close_code(const struct opd_ws *ws)
+{
+	uint16_t code;
+
+	if (!wslay_event_get_close_received(ws->ctx))
+		return 0;
+	code = wslay_event_get_status_code_received(ws->ctx);
+	/* wslay reports a Close without a code as 1005, which never appears on the wire. */
+	return code == 1005 ? 0 : code;
+}
