@@ -70,6 +70,7 @@ struct opd_agent {
 	uint64_t desired_version;
 	struct opd_hash desired_hash;
 	struct opd_hash sent_hash; /* remote config sent and not yet answered with a report */
+	uint64_t sent_at_ms;       /* when sent_hash went out (monotonic) */
 	int full_state_requested;  /* ReportFullState sent, full report not seen yet */
 	int settings_offered;      /* heartbeat connection settings offered (once per agent) */
 

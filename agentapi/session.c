@@ -499,8 +499,10 @@ static int encode_with_config(opd_s2a *s, struct opd_agent *a, config_map *cfg,
 		s->remote_config = NULL;
 		ret = opd_wire_encode_s2a(s, 0, out);
 	}
-	if (ret == 0 && s->remote_config != NULL)
+	if (ret == 0 && s->remote_config != NULL) {
 		a->sent_hash = a->desired_hash;
+		a->sent_at_ms = a->last_seen_ms;
+	}
 	if (cfg != NULL)
 		opamp__proto__v1__agent_config_map__free_unpacked(cfg, NULL);
 	s->remote_config = NULL;
@@ -686,6 +688,16 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 		if (!hash_eq(&a->rc_hash, &a->desired_hash))
 			a->sent_hash.len = 0;
 	}
+	/*
+	 * A poll reply can be lost without the same message being retried
+	 * (Elastic's client bumps sequence_num on every attempt): over HTTP, an
+	 * agent that reports config status and has not reported on the config
+	 * within two poll intervals gets it again.
+	 */
+	if (t == OPD_TRANSPORT_HTTP && a->sent_hash.len != 0 &&
+	    (a->capabilities & CAP(ReportsRemoteConfig)) &&
+	    now_ms - a->sent_at_ms >= 2 * opd_registry_expected_interval_ms(r, a))
+		a->sent_hash.len = 0;
 	if (leaving) {
 		mark_disconnected(r, a);
 		a->disconnected_by_agent = 1;

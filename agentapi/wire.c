@@ -1,6 +1,7 @@
 #include "wire.h"
 
 #include "err.h"
+#include "nesting.h"
 #include "varint.h"
 
 /* Both transports end here: the bytes are one whole AgentToServer. */
@@ -8,6 +9,9 @@ static int unpack(const uint8_t *p, size_t n, ProtobufCAllocator *alloc, opd_a2s
 {
 	opd_a2s *m;
 
+	/* protobuf-c recurses without a limit: bound the nesting before it does. */
+	if (opd_nesting_check_a2s(p, n, OPD_NESTING_MAX) != 0)
+		return OPD_EPROTO;
 	m = opamp__proto__v1__agent_to_server__unpack(alloc, n, p);
 	if (m == NULL)
 		return OPD_EPROTO;

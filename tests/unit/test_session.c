@@ -606,6 +606,58 @@ static void test_push_http_agent(void **state)
 	opd_buf_fini(&out);
 }
 
+/*
+ * A poll reply carrying a config is lost and the client moves on to the next
+ * sequence number (Elastic's client does): once the agent had two poll
+ * intervals to report on it, the config goes out again; not before.
+ */
+static void test_http_lost_reply_resent(void **state)
+{
+	struct fx *x = *state;
+	struct msg b;
+	opd_s2a *s;
+	uint64_t seq = 1;
+
+	elc_first(&b, seq++);
+	s = send_http(x, &b);
+	assert_non_null(s->remote_config); /* this reply is "lost" */
+	s2a_free(s);
+	/*
+	 * Polls every second that never mention the config. With fewer than
+	 * three gaps seen, the 30 s prior is the poll interval: no resend yet.
+	 */
+	for (int i = 0; i < 2; i++) {
+		x->now += 1000;
+		msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+		s = send_http(x, &b);
+		assert_null(s->remote_config);
+		s2a_free(s);
+	}
+	/* Third gap: the observed interval is 1 s and 3 s passed without a report. */
+	x->now += 1000;
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	s = send_http(x, &b);
+	assert_non_null(s->remote_config);
+	assert_memory_equal(s->remote_config->config_hash.data, x->f.hash, 32);
+	s2a_free(s);
+	/* Right after a resend, the next poll does not repeat it. */
+	x->now += 1000;
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	s = send_http(x, &b);
+	assert_null(s->remote_config);
+	s2a_free(s);
+	/* Once the agent reports it, never again. */
+	x->now += 1000;
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	msg_rcs(&b, x->f.hash, 32, S_APPLIED, NULL);
+	s2a_free(send_http(x, &b));
+	x->now += 5 * 60000;
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	s = send_http(x, &b);
+	assert_null(s->remote_config);
+	s2a_free(s);
+}
+
 static void test_no_accepts_remote_config(void **state)
 {
 	struct fx *x = *state;
@@ -1106,6 +1158,7 @@ int main(void)
 	    T(test_failed_not_resent),
 	    T(test_push_new_version),
 	    T(test_push_http_agent),
+	    T(test_http_lost_reply_resent),
 	    T(test_no_accepts_remote_config),
 	    T(test_connection_settings),
 	    T(test_bad_uid),
