@@ -1,0 +1,256 @@
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 10000
+
+uint64_t opd_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void opd_test_pause_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	if (dir[0] != '\0')
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Read a whole small file into buf (NUL-terminated); -1 when absent or too big. */
+static int read_small(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, cap - 1, f);
+	if (!feof(f)) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return (int)n;
+}
+
+static int parse_ready(struct opd_daemon *d, const char *path)
+{
+	char text[1024];
+	json_t *j, *op, *ad;
+	int rc = -1;
+
+	if (read_small(path, text, sizeof(text)) < 0)
+		return -1;
+	j = json_loads(text, 0, NULL);
+	if (j == NULL)
+		return -1; /* written atomically, so this means "not yet" only if it is broken */
+	op = json_object_get(j, "opamp_port");
+	ad = json_object_get(j, "admin_port");
+	if (json_is_integer(op) && json_is_integer(ad) && json_integer_value(op) > 0 &&
+	    json_integer_value(op) < 65536 && json_integer_value(ad) > 0 &&
+	    json_integer_value(ad) < 65536) {
+		d->opamp_port = (int)json_integer_value(op);
+		d->admin_port = (int)json_integer_value(ad);
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
+static int read_token(struct opd_daemon *d)
+{
+	char path[300];
+	int n;
+
+	snprintf(path, sizeof(path), "%s/admin.token", d->dir);
+	n = read_small(path, d->token, sizeof(d->token));
+	if (n <= 0)
+		return -1;
+	while (n > 0 && (d->token[n - 1] == '\n' || d->token[n - 1] == '\r'))
+		d->token[--n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+int opd_daemon_alive(struct opd_daemon *d)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return 0;
+	return waitpid(d->pid, &status, WNOHANG) == 0;
+}
+
+int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
+{
+	const char *bin = getenv("OPAMPD_BIN");
+	char ready[300];
+	const char *argv[64];
+	size_t argc = 0;
+	uint64_t deadline;
+	int status, fd;
+
+	*d = (struct opd_daemon){0};
+	if (bin == NULL || bin[0] == '\0') {
+		fprintf(stderr, "daemon: OPAMPD_BIN is not set\n");
+		return -1;
+	}
+	snprintf(d->dir, sizeof(d->dir), "%s/opd-e2e-XXXXXX",
+		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(d->dir) == NULL) {
+		fprintf(stderr, "daemon: mkdtemp: %s\n", strerror(errno));
+		d->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(d->log_path, sizeof(d->log_path), "%s/opampd.log", d->dir);
+	snprintf(ready, sizeof(ready), "%s/ready.json", d->dir);
+
+	argv[argc++] = bin;
+	argv[argc++] = "serve";
+	argv[argc++] = "--data-dir";
+	argv[argc++] = d->dir;
+	argv[argc++] = "--opamp-listen";
+	argv[argc++] = "127.0.0.1:0";
+	argv[argc++] = "--admin-listen";
+	argv[argc++] = "127.0.0.1:0";
+	argv[argc++] = "--ready-file";
+	argv[argc++] = ready;
+	argv[argc++] = "--log-level";
+	argv[argc++] = "debug";
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 63; i++)
+		argv[argc++] = extra[i];
+	argv[argc] = NULL;
+
+	fflush(NULL);
+	d->pid = fork();
+	if (d->pid < 0) {
+		fprintf(stderr, "daemon: fork: %s\n", strerror(errno));
+		d->pid = 0;
+		remove_dir(d->dir);
+		return -1;
+	}
+	if (d->pid == 0) {
+		fd = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			dup2(fd, 2);
+		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+
+	deadline = opd_test_now_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		if (parse_ready(d, ready) == 0 && read_token(d) == 0)
+			return 0;
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			fprintf(stderr, "daemon: exited during startup (status 0x%x)\n", status);
+			d->pid = 0;
+			break;
+		}
+		if (opd_test_now_ms() > deadline) {
+			fprintf(stderr, "daemon: no ready file and token within %d ms\n",
+				START_TIMEOUT_MS);
+			break;
+		}
+		opd_test_pause_ms(20);
+	}
+	opd_daemon_dump_log(d);
+	opd_daemon_stop(d);
+	return -1;
+}
+
+int opd_daemon_stop(struct opd_daemon *d)
+{
+	uint64_t deadline;
+	int status = 0, rc = -1;
+	pid_t w;
+
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		deadline = opd_test_now_ms() + STOP_TIMEOUT_MS;
+		for (;;) {
+			w = waitpid(d->pid, &status, WNOHANG);
+			if (w == d->pid || (w < 0 && errno == ECHILD))
+				break;
+			if (opd_test_now_ms() > deadline) {
+				fprintf(stderr, "daemon: no exit %d ms after SIGTERM; SIGKILL\n",
+					STOP_TIMEOUT_MS);
+				kill(d->pid, SIGKILL);
+				waitpid(d->pid, &status, 0);
+				break;
+			}
+			opd_test_pause_ms(10);
+		}
+		if (w < 0)
+			rc = -1;
+		else if (WIFEXITED(status))
+			rc = WEXITSTATUS(status);
+		else if (WIFSIGNALED(status))
+			rc = 128 + WTERMSIG(status);
+		if (rc != 0) {
+			fprintf(stderr, "daemon: stop status %d\n", rc);
+			opd_daemon_dump_log(d);
+		}
+		d->pid = 0;
+	}
+	remove_dir(d->dir);
+	d->dir[0] = '\0';
+	return rc;
+}
+
+void opd_daemon_dump_log(const struct opd_daemon *d)
+{
+	char buf[8192];
+	FILE *f;
+	long size;
+	size_t n;
+
+	if (d->log_path[0] == '\0' || (f = fopen(d->log_path, "rb")) == NULL)
+		return;
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	if (size > (long)sizeof(buf))
+		fseek(f, size - (long)sizeof(buf), SEEK_SET);
+	else
+		fseek(f, 0, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	fprintf(stderr, "---- opampd log (%s, last %zu bytes) ----\n", d->log_path, n);
+	fwrite(buf, 1, n, stderr);
+	fprintf(stderr, "---- end of log ----\n");
+}

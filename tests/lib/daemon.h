@@ -1,0 +1,49 @@
+/*
+ * Run the real opampd binary for an end-to-end test: a fresh temporary data
+ * directory, port 0 for both listeners, the ready file polled with a deadline,
+ * the ports and the admin token read back, and a bounded SIGTERM/SIGKILL stop.
+ * The binary comes from $OPAMPD_BIN (set by tests/CMakeLists.txt).
+ */
+#ifndef OPD_TEST_DAEMON_H
+#define OPD_TEST_DAEMON_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct opd_daemon {
+	pid_t pid;          /* 0 when not running */
+	char dir[256];      /* the data directory (mkdtemp), removed by stop */
+	char log_path[320]; /* the daemon's stderr */
+	int opamp_port;
+	int admin_port;
+	char token[128]; /* contents of <dir>/admin.token */
+};
+
+/* Monotonic milliseconds, for deadlines. */
+uint64_t opd_test_now_ms(void);
+
+/* Sleep ms milliseconds (a poll interval inside a bounded loop, never a wait for a condition). */
+void opd_test_pause_ms(unsigned ms);
+
+/*
+ * Start "$OPAMPD_BIN serve --data-dir D --opamp-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
+ * --ready-file D/ready.json <extra...>" where extra is a NULL-terminated argument list (may be
+ * NULL). Waits at most 10 s for the ready file and the admin token. Returns 0, or -1 with the
+ * reason printed to stderr (the daemon is then stopped and its directory removed).
+ */
+int opd_daemon_start(struct opd_daemon *d, const char *const *extra);
+
+/*
+ * Stop the daemon with SIGTERM, wait at most 10 s (then SIGKILL), remove the data directory.
+ * Returns the exit status (0 = clean exit), 128+signal when it was killed by a signal, or -1
+ * when it was not running. Safe to call twice.
+ */
+int opd_daemon_stop(struct opd_daemon *d);
+
+/* Copy the tail (at most 8 KiB) of the daemon's log to stderr, for failure diagnostics. */
+void opd_daemon_dump_log(const struct opd_daemon *d);
+
+/* 1 while the daemon process is still alive (reaps it when it has exited). */
+int opd_daemon_alive(struct opd_daemon *d);
+
+#endif
