@@ -112,7 +112,27 @@ int opd_daemon_alive(struct opd_daemon *d)
 	return waitpid(d->pid, &status, WNOHANG) == 0;
 }
 
+static int spawn(struct opd_daemon *d, const char *const *extra);
+
 int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
+{
+	*d = (struct opd_daemon){0};
+	snprintf(d->dir, sizeof(d->dir), "%s/opd-e2e-XXXXXX",
+		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(d->dir) == NULL) {
+		fprintf(stderr, "daemon: mkdtemp: %s\n", strerror(errno));
+		d->dir[0] = '\0';
+		return -1;
+	}
+	if (spawn(d, extra) != 0) {
+		opd_daemon_stop(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* Start opampd on d->dir (which exists) and wait for it to be ready. */
+static int spawn(struct opd_daemon *d, const char *const *extra)
 {
 	const char *bin = getenv("OPAMPD_BIN");
 	char ready[300];
@@ -121,21 +141,13 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 	uint64_t deadline;
 	int status, fd;
 
-	*d = (struct opd_daemon){0};
 	if (bin == NULL || bin[0] == '\0') {
 		fprintf(stderr, "daemon: OPAMPD_BIN is not set\n");
 		return -1;
 	}
-	snprintf(d->dir, sizeof(d->dir), "%s/opd-e2e-XXXXXX",
-		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	if (mkdtemp(d->dir) == NULL) {
-		fprintf(stderr, "daemon: mkdtemp: %s\n", strerror(errno));
-		d->dir[0] = '\0';
-		return -1;
-	}
 	snprintf(d->log_path, sizeof(d->log_path), "%s/opampd.log", d->dir);
 	snprintf(ready, sizeof(ready), "%s/ready.json", d->dir);
-
+	unlink(ready); /* a restart must not read the previous run's ports */
 	argv[argc++] = bin;
 	argv[argc++] = "serve";
 	argv[argc++] = "--data-dir";
@@ -157,11 +169,10 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 	if (d->pid < 0) {
 		fprintf(stderr, "daemon: fork: %s\n", strerror(errno));
 		d->pid = 0;
-		remove_dir(d->dir);
 		return -1;
 	}
 	if (d->pid == 0) {
-		fd = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd >= 0)
 			dup2(fd, 2);
 		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -190,18 +201,17 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 		opd_test_pause_ms(20);
 	}
 	opd_daemon_dump_log(d);
-	opd_daemon_stop(d);
 	return -1;
 }
 
-int opd_daemon_stop(struct opd_daemon *d)
+int opd_daemon_signal_wait(struct opd_daemon *d, int sig)
 {
 	uint64_t deadline;
 	int status = 0, rc = -1;
 	pid_t w;
 
 	if (d->pid > 0) {
-		kill(d->pid, SIGTERM);
+		kill(d->pid, sig);
 		deadline = opd_test_now_ms() + STOP_TIMEOUT_MS;
 		for (;;) {
 			w = waitpid(d->pid, &status, WNOHANG);
@@ -222,16 +232,34 @@ int opd_daemon_stop(struct opd_daemon *d)
 			rc = WEXITSTATUS(status);
 		else if (WIFSIGNALED(status))
 			rc = 128 + WTERMSIG(status);
-		if (rc != 0) {
+		if (rc != 0 && !(sig == SIGKILL && rc == 128 + SIGKILL)) {
 			fprintf(stderr, "daemon: stop status %d\n", rc);
 			opd_daemon_dump_log(d);
 		}
 		d->pid = 0;
 	}
-	remove_dir(d->dir);
+	return rc;
+}
+
+int opd_daemon_stop(struct opd_daemon *d)
+{
+	int rc = opd_daemon_signal_wait(d, SIGTERM);
+
+	if (d->dir[0] != '\0')
+		remove_dir(d->dir);
 	d->dir[0] = '\0';
 	return rc;
 }
+
+int opd_daemon_restart(struct opd_daemon *d, const char *const *extra)
+{
+	int rc = opd_daemon_signal_wait(d, SIGTERM);
+
+	if (rc != 0)
+		return -1;
+	return spawn(d, extra);
+}
+
 
 void opd_daemon_dump_log(const struct opd_daemon *d)
 {

@@ -40,6 +40,18 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra);
  */
 int opd_daemon_stop(struct opd_daemon *d);
 
+/*
+ * Send sig (SIGTERM, SIGKILL, ...) and wait at most 10 s for the exit (then SIGKILL); the data
+ * directory stays. Returns the exit status as opd_daemon_stop does.
+ */
+int opd_daemon_signal_wait(struct opd_daemon *d, int sig);
+
+/*
+ * Stop the daemon with SIGTERM (it must exit 0) and start it again on the same data directory
+ * with extra arguments. Returns 0 once it is ready again, -1 otherwise.
+ */
+int opd_daemon_restart(struct opd_daemon *d, const char *const *extra);
+
 /* Copy the tail (at most 8 KiB) of the daemon's log to stderr, for failure diagnostics. */
 void opd_daemon_dump_log(const struct opd_daemon *d);
 

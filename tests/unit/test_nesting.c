@@ -94,7 +94,7 @@ static void test_limit_is_exact(void **state)
 static void test_deep_health_refused_by_decoder(void **state)
 {
 	size_t n;
-	uint8_t *p = nested_health(200000, &n);
+	uint8_t *p = nested_health(5000, &n);
 	opd_a2s *m = NULL;
 
 	(void)state;

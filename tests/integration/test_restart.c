@@ -1,0 +1,127 @@
+/*
+ * End-to-end: what survives a restart of the node. Configurations and their
+ * active versions come back from the store; known agents come back from the
+ * agent database, disconnected, with their last report; an agent that
+ * reconnects with a compressed message is asked for its full state and is not
+ * sent the config it already runs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "admin_client.h"
+#include "agent_client.h"
+#include "daemon.h"
+
+#define REPLY_MS 5000
+#define S2A_FREE(m) opamp__proto__v1__server_to_agent__free_unpacked((m), NULL)
+
+enum {
+	REPORT_FULL_STATE =
+	    OPAMP__PROTO__V1__SERVER_TO_AGENT_FLAGS__ServerToAgentFlags_ReportFullState,
+	RCS_APPLIED = OPAMP__PROTO__V1__REMOTE_CONFIG_STATUSES__RemoteConfigStatuses_APPLIED,
+};
+
+static void test_configs_and_agents_survive_restart(void **state)
+{
+	static const char *const extra[] = {"--heartbeat-interval", "1", NULL};
+	struct opd_daemon d;
+	struct opd_ta a;
+	struct opd_ta_msg b;
+	Opamp__Proto__V1__ServerToAgent *r;
+	char hash[65], text[128];
+	int version;
+	json_t *agent, *json;
+	struct opd_client_resp resp;
+
+	(void)state;
+	assert_int_equal(opd_daemon_start(&d, extra), 0);
+	assert_int_equal(opd_api_publish(&d, "base", "receivers: {otlp: {}}\n", hash, &version), 201);
+	assert_int_equal(opd_api_publish(&d, "base", "receivers: {otlp: {}, jaeger: {}}\n", hash,
+					 &version),
+			 201);
+	assert_int_equal(version, 2);
+
+	/* An agent receives version 2, applies it, and goes away without a goodbye. */
+	opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS);
+	assert_int_equal(opd_ta_ws_connect(&a), 0);
+	opd_ta_msg_full(&b, &a, "survivor");
+	r = opd_ta_exchange(&a, &b.msg, REPLY_MS);
+	assert_non_null(r);
+	assert_non_null(r->remote_config);
+	S2A_FREE(r);
+	opd_ta_msg_init(&b, &a);
+	opd_ta_msg_remote_config_status(&b, hash, RCS_APPLIED, NULL);
+	r = opd_ta_exchange(&a, &b.msg, REPLY_MS);
+	assert_non_null(r);
+	S2A_FREE(r);
+	agent = opd_api_wait_agent(&d, a.uid_hex, "remote_config_status.status", "APPLIED", 5000);
+	assert_non_null(agent);
+	json_decref(agent);
+	/* The registry is persisted once a second: give it a beat before the restart. */
+	opd_test_pause_ms(1500);
+	opd_ta_fini(&a);
+
+	assert_int_equal(opd_daemon_restart(&d, extra), 0);
+
+	/* The configuration and its active version are back. */
+	assert_int_equal(opd_api_request(&d, "GET", "/api/v1/configs/base", NULL, d.token, &resp,
+					 &json),
+			 200);
+	assert_int_equal(json_integer_value(json_object_get(json, "active_version")), 2);
+	assert_string_equal(json_string_value(json_object_get(json, "config_hash")), hash);
+	json_decref(json);
+	opd_client_resp_free(&resp);
+
+	/* The agent is listed, disconnected, with its last report and when it was last seen. */
+	agent = opd_api_get_agent(&d, a.uid_hex);
+	assert_non_null(agent);
+	assert_string_equal(opd_api_json_text(agent, "connected", text, sizeof text), "false");
+	assert_string_equal(opd_api_json_text(agent, "health.state", text, sizeof text), "down");
+	assert_string_equal(
+	    opd_api_json_text(agent, "remote_config_status.status", text, sizeof text), "APPLIED");
+	assert_string_equal(
+	    opd_api_json_text(agent, "remote_config_status.config_hash", text, sizeof text), hash);
+	/* (Attribute keys contain dots: no dotted path here.) */
+	assert_string_equal(json_string_value(json_object_get(
+				json_object_get(agent, "identifying_attributes"), "service.name")),
+			    "survivor");
+	assert_true(json_integer_value(json_object_get(agent, "last_seen_ms")) > 0);
+	json_decref(agent);
+
+	/* It reconnects (to the new port) with a compressed heartbeat: the node asks for everything. */
+	a.port = d.opamp_port;
+	assert_int_equal(opd_ta_ws_connect(&a), 0);
+	r = opd_ta_heartbeat(&a, REPLY_MS);
+	assert_non_null(r);
+	assert_true(r->flags & REPORT_FULL_STATE);
+	assert_null(r->remote_config);
+	S2A_FREE(r);
+	/* Its full report says it runs version 2 already: nothing is resent. */
+	opd_ta_msg_full(&b, &a, "survivor");
+	opd_ta_msg_remote_config_status(&b, hash, RCS_APPLIED, NULL);
+	r = opd_ta_exchange(&a, &b.msg, REPLY_MS);
+	assert_non_null(r);
+	assert_null(r->remote_config);
+	assert_false(r->flags & REPORT_FULL_STATE);
+	S2A_FREE(r);
+	agent = opd_api_wait_agent(&d, a.uid_hex, "connected", "true", 5000);
+	assert_non_null(agent);
+	json_decref(agent);
+
+	opd_ta_fini(&a);
+	assert_int_equal(opd_daemon_stop(&d), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_configs_and_agents_survive_restart),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
