@@ -15,13 +15,20 @@
 #include <stdint.h>
 
 #define OPD_UID_LEN 16
-#define OPD_HASH_MAX 32 /* longest config hash we keep; longer reported hashes are truncated-compared as different */
+#define OPD_HASH_MAX                                                                               \
+	32 /* longest config hash we keep; longer reported hashes are truncated-compared as        \
+	      different */
 
 struct opd_conn;
 
 enum opd_transport { OPD_TRANSPORT_NONE = 0, OPD_TRANSPORT_WS, OPD_TRANSPORT_HTTP };
 
-enum opd_health_state { OPD_HEALTH_HEALTHY, OPD_HEALTH_DEGRADED, OPD_HEALTH_SUSPECT, OPD_HEALTH_DOWN };
+enum opd_health_state {
+	OPD_HEALTH_HEALTHY,
+	OPD_HEALTH_DEGRADED,
+	OPD_HEALTH_SUSPECT,
+	OPD_HEALTH_DOWN
+};
 
 /* Remote config status values, as on the wire (RemoteConfigStatuses). */
 enum opd_rc_status { OPD_RC_UNSET = 0, OPD_RC_APPLIED = 1, OPD_RC_APPLYING = 2, OPD_RC_FAILED = 3 };
@@ -60,7 +67,7 @@ struct opd_agent {
 	int has_effective;
 	enum opd_rc_status rc_status;
 	struct opd_hash rc_hash;
-	char *rc_error; /* owned, NULL when none */
+	char *rc_error;     /* owned, NULL when none */
 	char **custom_caps; /* owned strings */
 	size_t n_custom_caps;
 

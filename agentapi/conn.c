@@ -25,7 +25,7 @@ struct opd_conn {
 	int awaiting_response; /* a request is being handled; parse nothing more */
 	int close_after_write;
 	int read_stopped;
-	uint64_t last_read_ms;    /* last byte received */
+	uint64_t last_read_ms;     /* last byte received */
 	uint64_t request_start_ms; /* first byte of the current request, 0 = none */
 	uint64_t last_ping_ms;
 	uint64_t closing_since_ms;
@@ -223,7 +223,8 @@ int opd_conn_upgrade_ws(struct opd_conn *c, const struct opd_http_request *req)
 	char extra[192];
 	struct opd_buf rest;
 
-	if (strcmp(req->method, "GET") != 0 || !opd_http_header_has_token(req, "Upgrade", "websocket") ||
+	if (strcmp(req->method, "GET") != 0 ||
+	    !opd_http_header_has_token(req, "Upgrade", "websocket") ||
 	    !opd_http_header_has_token(req, "Connection", "upgrade")) {
 		respond_error(c, 400, "not a WebSocket handshake");
 		return OPD_EPROTO;
@@ -316,7 +317,8 @@ static void process_http(struct opd_conn *c)
 			log_info("bad request peer=%s status=%d reason=\"%s\"", c->peer,
 				 c->hp.status, opd_strerror((int)used));
 			respond_error(c, c->hp.status ? c->hp.status : 400,
-				      used == OPD_ETOOBIG ? "request too large" : "malformed request");
+				      used == OPD_ETOOBIG ? "request too large"
+							  : "malformed request");
 			return;
 		}
 		opd_buf_consume(&c->in, (size_t)used);
@@ -449,7 +451,8 @@ void opd_agentapi__conn_tick(struct opd_conn *c, uint64_t now)
 			return;
 		if (c->request_start_ms && now - c->request_start_ms >= lim->header_timeout_ms) {
 			if (opd_http_parser_in_request(&c->hp)) {
-				log_info("closing connection peer=%s reason=\"request timeout\"", c->peer);
+				log_info("closing connection peer=%s reason=\"request timeout\"",
+					 c->peer);
 				respond_error(c, 408, "request headers not received in time");
 			} else {
 				log_debug("closing silent connection peer=%s", c->peer);

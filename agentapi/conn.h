@@ -44,7 +44,8 @@ void opd_conn_respond_close(struct opd_conn *c, int status, const char *content_
  */
 int opd_conn_upgrade_ws(struct opd_conn *c, const struct opd_http_request *req);
 
-/* Send one binary WebSocket message (copied). Returns 0, or OPD_EIO when the connection is closing. */
+/* Send one binary WebSocket message (copied). Returns 0, or OPD_EIO when the connection is closing.
+ */
 int opd_conn_ws_send(struct opd_conn *c, const uint8_t *p, size_t n);
 
 /* Close a WebSocket with a Close frame (code, reason), then the socket. */
@@ -56,8 +57,6 @@ void *opd_conn_user(const struct opd_conn *c);
 
 /* 1 when the connection is a WebSocket. */
 int opd_conn_is_ws(const struct opd_conn *c);
-
-
 
 /* Folder-internal: used by listener.c only. */
 struct opd_listener;

@@ -16,7 +16,8 @@
 
 #define CT_PROTOBUF "application/x-protobuf"
 
-void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r, const struct opd_clock *clock)
+void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
+		       const struct opd_clock *clock)
 {
 	*e = (struct opd_endpoint){.registry = r, .clock = clock, .retry_after_s = 30};
 }
@@ -35,7 +36,8 @@ static void respond_text(struct opd_conn *c, int status, const char *msg)
 	opd_conn_respond_close(c, status, "text/plain", NULL, msg, strlen(msg));
 }
 
-static void handle_http(struct opd_endpoint *e, struct opd_conn *c, const struct opd_http_request *req)
+static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
+			const struct opd_http_request *req)
 {
 	const char *encoding = opd_http_header(req, "Content-Encoding");
 	const uint8_t *body = req->body;
@@ -76,12 +78,15 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c, const struct
 		goto out;
 	}
 	if (rc != 0) {
-		/* Spec: a BadRequest ServerToAgent; 400 so that clients that only look at the status stop too. */
+		/* Spec: a BadRequest ServerToAgent; 400 so that clients that only look at the
+		 * status stop too. */
 		e->stats.bad_requests++;
 		log_info("bad request peer=%s transport=http reason=\"undecodable AgentToServer\"",
 			 opd_conn_peer(c));
-		opd_session_error_reply(NULL, OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
-					"AgentToServer does not decode", 0, &reply);
+		opd_session_error_reply(
+		    NULL,
+		    OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
+		    "AgentToServer does not decode", 0, &reply);
 		opd_conn_respond_close(c, 400, CT_PROTOBUF, NULL, opd_buf_rptr(&reply),
 				       opd_buf_avail(&reply));
 		goto out;
@@ -104,8 +109,8 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c, const struct
 	}
 	if (opd_http_header_has_token(req, "Accept-Encoding", "gzip") &&
 	    opd_gzip_deflate(opd_buf_rptr(&reply), opd_buf_avail(&reply), &gz) == 0) {
-		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n", opd_buf_rptr(&gz),
-				 opd_buf_avail(&gz));
+		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n",
+				 opd_buf_rptr(&gz), opd_buf_avail(&gz));
 	} else {
 		opd_conn_respond(c, 200, CT_PROTOBUF, NULL, opd_buf_rptr(&reply),
 				 opd_buf_avail(&reply));
@@ -164,12 +169,13 @@ static void on_ws_message(void *data, struct opd_conn *c, const uint8_t *p, size
 	}
 	if (rc != 0) {
 		e->stats.bad_requests++;
-		log_info("bad request peer=%s transport=websocket reason=\"undecodable AgentToServer\"",
-			 opd_conn_peer(c));
+		log_info(
+		    "bad request peer=%s transport=websocket reason=\"undecodable AgentToServer\"",
+		    opd_conn_peer(c));
 		opd_session_error_reply(
-			bound ? bound->uid : NULL,
-			OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
-			"AgentToServer does not decode", 0, &reply);
+		    bound ? bound->uid : NULL,
+		    OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
+		    "AgentToServer does not decode", 0, &reply);
 		opd_conn_ws_send(c, opd_buf_rptr(&reply), opd_buf_avail(&reply));
 		goto out;
 	}

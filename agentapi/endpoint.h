@@ -18,9 +18,9 @@
 
 struct opd_endpoint_stats {
 	uint64_t messages_ws, messages_http;
-	uint64_t bad_requests;  /* undecodable messages answered with BadRequest / 400 */
+	uint64_t bad_requests;    /* undecodable messages answered with BadRequest / 400 */
 	uint64_t protocol_errors; /* connections closed for framing errors */
-	uint64_t pushes;        /* remote configs pushed without a request */
+	uint64_t pushes;          /* remote configs pushed without a request */
 };
 
 struct opd_endpoint {
@@ -30,12 +30,14 @@ struct opd_endpoint {
 	struct opd_endpoint_stats stats;
 };
 
-void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r, const struct opd_clock *clock);
+void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
+		       const struct opd_clock *clock);
 
 /* The listener handler serving this endpoint. */
 struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e);
 
-/* Configurations changed: send each WebSocket agent whose desired config moved its new config now. */
+/* Configurations changed: send each WebSocket agent whose desired config moved its new config now.
+ */
 void opd_endpoint_push_all(struct opd_endpoint *e);
 
 #endif

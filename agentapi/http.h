@@ -38,7 +38,8 @@ struct opd_http_request {
 	const uint8_t *body; /* de-chunked; not decompressed */
 	size_t body_len;
 	int keep_alive; /* the connection may carry another request after the response */
-	int upgrade;    /* Connection: upgrade + Upgrade: present; the rest of the stream is not HTTP */
+	int upgrade; /* Connection: upgrade + Upgrade: present; the rest of the stream is not HTTP
+		      */
 };
 
 struct opd_http_parser {

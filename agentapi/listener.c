@@ -10,12 +10,12 @@
 void opd_listener_limits_default(struct opd_listener_limits *lim)
 {
 	*lim = (struct opd_listener_limits){
-		.max_conns = 100000,
-		.header_timeout_ms = 10000,
-		.idle_timeout_ms = 120000,
-		.ws_ping_ms = 30000,
-		.ws_timeout_ms = 120000,
-		.max_out_bytes = 16u << 20,
+	    .max_conns = 100000,
+	    .header_timeout_ms = 10000,
+	    .idle_timeout_ms = 120000,
+	    .ws_ping_ms = 30000,
+	    .ws_timeout_ms = 120000,
+	    .max_out_bytes = 16u << 20,
 	};
 	opd_http_limits_default(&lim->http);
 }
@@ -40,13 +40,14 @@ static void on_sweep(uv_timer_t *t)
 
 	opd_list_foreach_safe(pos, tmp, &l->conns)
 	{
-		struct opd_conn *c = (struct opd_conn *)((char *)pos - opd_agentapi__conn_link_offset());
+		struct opd_conn *c =
+		    (struct opd_conn *)((char *)pos - opd_agentapi__conn_link_offset());
 		opd_agentapi__conn_tick(c, now);
 	}
 }
 
-int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name,
-		       const char *host, int port, const struct opd_listener_limits *limits,
+int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name, const char *host,
+		       int port, const struct opd_listener_limits *limits,
 		       const struct opd_listener_handler *handler)
 {
 	struct sockaddr_storage addr;
@@ -114,7 +115,8 @@ void opd_listener_close(struct opd_listener *l, void (*cb)(struct opd_listener *
 	l->closing = 1;
 	opd_list_foreach_safe(pos, tmp, &l->conns)
 	{
-		struct opd_conn *c = (struct opd_conn *)((char *)pos - opd_agentapi__conn_link_offset());
+		struct opd_conn *c =
+		    (struct opd_conn *)((char *)pos - opd_agentapi__conn_link_offset());
 		opd_agentapi__conn_close(c);
 	}
 	uv_timer_stop(&l->sweep);

@@ -27,12 +27,12 @@ struct opd_listener_handler {
 };
 
 struct opd_listener_limits {
-	size_t max_conns;          /* beyond it new connections are accepted and closed at once */
+	size_t max_conns;           /* beyond it new connections are accepted and closed at once */
 	uint64_t header_timeout_ms; /* a request's headers must arrive within this (default 10 s) */
 	uint64_t idle_timeout_ms;   /* keep-alive idle HTTP connection (default 120 s) */
 	uint64_t ws_ping_ms;        /* ping an idle WebSocket this often (default 30 s) */
 	uint64_t ws_timeout_ms;     /* close a WebSocket silent for this long (default 120 s) */
-	size_t max_out_bytes;       /* queued output above this closes the connection (default 16 MiB) */
+	size_t max_out_bytes; /* queued output above this closes the connection (default 16 MiB) */
 	struct opd_http_limits http;
 };
 
@@ -57,9 +57,10 @@ void opd_listener_limits_default(struct opd_listener_limits *lim);
  * Bind and listen on host:port (port 0 picks a free one). Returns 0, or
  * OPD_EIO with l->errmsg set (and nothing left to close).
  */
-int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name,
-		       const char *host, int port, const struct opd_listener_limits *limits,
-		       const struct opd_listener_handler *handler) __attribute__((warn_unused_result));
+int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name, const char *host,
+		       int port, const struct opd_listener_limits *limits,
+		       const struct opd_listener_handler *handler)
+    __attribute__((warn_unused_result));
 
 /* The bound port. */
 int opd_listener_port(const struct opd_listener *l);

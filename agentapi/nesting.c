@@ -25,7 +25,10 @@ static enum node child(enum node parent, uint64_t field)
 {
 	switch (parent) {
 	case N_A2S:
-		return field == 3 ? N_DESCRIPTION : field == 5 ? N_HEALTH : field == 14 ? N_AVAILABLE : N_SKIP;
+		return field == 3    ? N_DESCRIPTION
+		       : field == 5  ? N_HEALTH
+		       : field == 14 ? N_AVAILABLE
+				     : N_SKIP;
 	case N_DESCRIPTION:
 		return field == 1 || field == 2 ? N_KEY_VALUE : N_SKIP;
 	case N_KEY_VALUE:

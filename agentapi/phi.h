@@ -12,7 +12,7 @@
 #define OPD_PHI_WINDOW 16
 
 struct opd_phi {
-	uint64_t last_ms;               /* last arrival; 0 = none yet */
+	uint64_t last_ms;              /* last arrival; 0 = none yet */
 	uint32_t gaps[OPD_PHI_WINDOW]; /* ring of inter-arrival times in ms */
 	uint8_t n, head;
 };

@@ -32,13 +32,15 @@ struct opd_registry_ops {
 
 struct opd_registry_settings {
 	uint64_t heartbeat_interval_s; /* offered to agents; never 0 (default 30) */
-	double http_timeout_factor;    /* HTTP agent disconnected after this × its poll interval (default 3) */
+	double http_timeout_factor;    /* HTTP agent disconnected after this × its poll interval
+					  (default 3) */
 	double phi_suspect;            /* default 8 */
 	double phi_down;               /* default 16 */
 	size_t max_agents;             /* default 1,000,000 */
 	uint64_t capabilities;         /* ServerCapabilities we offer */
-	const char *endpoint;          /* our OpAMP URL, offered as destination_endpoint (borrowed) */
-	const char *custom_capabilities[4]; /* NULL-terminated; echoed to agents that announce them */
+	const char *endpoint; /* our OpAMP URL, offered as destination_endpoint (borrowed) */
+	const char
+	    *custom_capabilities[4]; /* NULL-terminated; echoed to agents that announce them */
 };
 
 struct opd_registry {
@@ -65,8 +67,7 @@ struct opd_agent *opd_registry_get(struct opd_registry *r, const uint8_t uid[OPD
 				   int *created);
 
 /* Change an agent's key (server-assigned instance_uid). Fails (OPD_ECONFLICT) if taken. */
-int opd_registry_rekey(struct opd_registry *r, struct opd_agent *a,
-		       const uint8_t uid[OPD_UID_LEN]);
+int opd_registry_rekey(struct opd_registry *r, struct opd_agent *a, const uint8_t uid[OPD_UID_LEN]);
 
 void opd_registry_remove(struct opd_registry *r, struct opd_agent *a);
 

@@ -24,11 +24,11 @@ typedef Opamp__Proto__V1__ServerToAgent opd_s2a;
  * *out is set only on success.
  */
 int opd_wire_decode_ws(const uint8_t *p, size_t n, ProtobufCAllocator *alloc, opd_a2s **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Decode a plain HTTP body (no header). Same returns. */
 int opd_wire_decode_http(const uint8_t *p, size_t n, ProtobufCAllocator *alloc, opd_a2s **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 void opd_wire_free_a2s(opd_a2s *m, ProtobufCAllocator *alloc);
 

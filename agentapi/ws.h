@@ -59,7 +59,8 @@ int opd_ws_queue_close(struct opd_ws *ws, uint16_t code, const char *reason);
 /* Move all bytes ready to be written to out (appended). Returns the number moved. */
 size_t opd_ws_take(struct opd_ws *ws, struct opd_buf *out);
 
-/* 1 once a Close frame was both sent and received, or sent after an error: close the socket after flushing. */
+/* 1 once a Close frame was both sent and received, or sent after an error: close the socket after
+ * flushing. */
 int opd_ws_done(const struct opd_ws *ws);
 /* The close code the peer sent (0 if none). */
 uint16_t opd_ws_peer_close_code(const struct opd_ws *ws);

@@ -7,22 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS agents ("
-	" uid BLOB PRIMARY KEY,"
-	" ident TEXT NOT NULL,"
-	" nonident TEXT NOT NULL,"
-	" capabilities INTEGER NOT NULL,"
-	" transport INTEGER NOT NULL,"
-	" last_seq INTEGER NOT NULL,"
-	" last_seen_wall_ms INTEGER NOT NULL,"
-	" health BLOB,"
-	" healthy INTEGER NOT NULL,"
-	" effective_hash BLOB,"
-	" rc_status INTEGER NOT NULL,"
-	" rc_hash BLOB,"
-	" rc_error TEXT"
-	") WITHOUT ROWID;";
+static const char schema[] = "CREATE TABLE IF NOT EXISTS agents ("
+			     " uid BLOB PRIMARY KEY,"
+			     " ident TEXT NOT NULL,"
+			     " nonident TEXT NOT NULL,"
+			     " capabilities INTEGER NOT NULL,"
+			     " transport INTEGER NOT NULL,"
+			     " last_seq INTEGER NOT NULL,"
+			     " last_seen_wall_ms INTEGER NOT NULL,"
+			     " health BLOB,"
+			     " healthy INTEGER NOT NULL,"
+			     " effective_hash BLOB,"
+			     " rc_status INTEGER NOT NULL,"
+			     " rc_hash BLOB,"
+			     " rc_error TEXT"
+			     ") WITHOUT ROWID;";
 
 int opd_agentdb_open(struct opd_agentdb *adb, const char *path)
 {
@@ -32,14 +31,12 @@ int opd_agentdb_open(struct opd_agentdb *adb, const char *path)
 	*adb = (struct opd_agentdb){0};
 	rc = sqlite3_open_v2(path, &adb->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(adb->db,
-				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL,
-				  NULL, &err);
+		rc = sqlite3_exec(adb->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+				  NULL, NULL, &err);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(adb->db, schema, NULL, NULL, &err);
 	if (rc != SQLITE_OK) {
-		opd_errmsg_printf(adb->errmsg, "open %s: %s", path,
-				  err ? err : sqlite3_errstr(rc));
+		opd_errmsg_printf(adb->errmsg, "open %s: %s", path, err ? err : sqlite3_errstr(rc));
 		sqlite3_free(err);
 		opd_agentdb_close(adb);
 		return OPD_ESTORE;
@@ -105,8 +102,8 @@ static void column_hash(sqlite3_stmt *st, int col, struct opd_hash *h)
 int opd_agentdb_load(struct opd_agentdb *adb, struct opd_registry *r)
 {
 	static const char sql[] =
-		"SELECT uid, ident, nonident, capabilities, transport, last_seq, last_seen_wall_ms,"
-		" health, healthy, effective_hash, rc_status, rc_hash, rc_error FROM agents";
+	    "SELECT uid, ident, nonident, capabilities, transport, last_seq, last_seen_wall_ms,"
+	    " health, healthy, effective_hash, rc_status, rc_hash, rc_error FROM agents";
 	sqlite3_stmt *st = NULL;
 	int n = 0, rc;
 
@@ -157,9 +154,9 @@ fail:
 int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r)
 {
 	static const char sql[] =
-		"INSERT OR REPLACE INTO agents (uid, ident, nonident, capabilities, transport,"
-		" last_seq, last_seen_wall_ms, health, healthy, effective_hash, rc_status, rc_hash,"
-		" rc_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	    "INSERT OR REPLACE INTO agents (uid, ident, nonident, capabilities, transport,"
+	    " last_seq, last_seen_wall_ms, health, healthy, effective_hash, rc_status, rc_hash,"
+	    " rc_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st = NULL;
 	struct opd_list *pos;
 	int n = 0;

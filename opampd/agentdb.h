@@ -24,7 +24,8 @@ void opd_agentdb_close(struct opd_agentdb *adb);
 /* Load every stored agent into r, disconnected. Returns the number loaded or OPD_ESTORE. */
 int opd_agentdb_load(struct opd_agentdb *adb, struct opd_registry *r);
 
-/* Write all dirty agents in one transaction and clear their dirty flag. Returns the count or OPD_ESTORE. */
+/* Write all dirty agents in one transaction and clear their dirty flag. Returns the count or
+ * OPD_ESTORE. */
 int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r);
 
 #endif

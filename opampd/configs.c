@@ -118,7 +118,8 @@ static int reload(struct opd_configs *c)
 	if (rc == 0)
 		rc = lc.rc;
 	if (rc != 0) {
-		opd_errmsg_printf(c->errmsg, "load configurations: %s", opd_store_errmsg(&c->store));
+		opd_errmsg_printf(c->errmsg, "load configurations: %s",
+				  opd_store_errmsg(&c->store));
 		return rc;
 	}
 	if (c->n_active > 1)
@@ -188,13 +189,13 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 	opd_files_sort(&files);
 
 	in = (struct opd_put_version){
-		.name = p->name,
-		.selector = &selector,
-		.priority = p->priority,
-		.files = &files,
-		.message = p->message ? p->message : "",
-		.actor = p->actor ? p->actor : "",
-		.ts_ms = opd_clock_wall(c->clock),
+	    .name = p->name,
+	    .selector = &selector,
+	    .priority = p->priority,
+	    .files = &files,
+	    .message = p->message ? p->message : "",
+	    .actor = p->actor ? p->actor : "",
+	    .ts_ms = opd_clock_wall(c->clock),
 	};
 	opd_config_hash(&files, in.hash);
 	rc = opd_store_put_version(&c->store, &in, out);
@@ -243,12 +244,12 @@ int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_des
 		if (!opd_selector_match(&ac->selector, a))
 			continue;
 		*out = (struct opd_desired){
-			.name = ac->name,
-			.version = ac->version,
-			.hash = ac->hash,
-			.hash_len = sizeof ac->hash,
-			.config_pb = ac->config_pb,
-			.config_len = ac->config_len,
+		    .name = ac->name,
+		    .version = ac->version,
+		    .hash = ac->hash,
+		    .hash_len = sizeof ac->hash,
+		    .config_pb = ac->config_pb,
+		    .config_len = ac->config_len,
 		};
 		return 0;
 	}

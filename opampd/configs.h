@@ -41,7 +41,7 @@ struct opd_publish {
 
 /* Open the store at path (":memory:" for tests) and load the active configurations. */
 int opd_configs_open(struct opd_configs *c, const char *path, const struct opd_clock *clock)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void opd_configs_close(struct opd_configs *c);
 
 /*

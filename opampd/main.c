@@ -10,16 +10,17 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: opampd serve [options]\n"
-		   "  --data-dir DIR             data directory (default ./opampd-data)\n"
-		   "  --opamp-listen HOST:PORT   OpAMP listener (default 127.0.0.1:4320)\n"
-		   "  --admin-listen HOST:PORT   admin API listener (default 127.0.0.1:4321)\n"
-		   "  --heartbeat-interval SECS  heartbeat interval offered to agents (default 30)\n"
-		   "  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
-		   "(default 3)\n"
-		   "  --max-connections N        OpAMP connections (default 100000)\n"
-		   "  --log-level LEVEL          debug, info, warn or error (default info)\n"
-		   "  --ready-file PATH          write the bound ports as JSON once listening\n");
+	fprintf(f,
+		"usage: opampd serve [options]\n"
+		"  --data-dir DIR             data directory (default ./opampd-data)\n"
+		"  --opamp-listen HOST:PORT   OpAMP listener (default 127.0.0.1:4320)\n"
+		"  --admin-listen HOST:PORT   admin API listener (default 127.0.0.1:4321)\n"
+		"  --heartbeat-interval SECS  heartbeat interval offered to agents (default 30)\n"
+		"  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
+		"(default 3)\n"
+		"  --max-connections N        OpAMP connections (default 100000)\n"
+		"  --log-level LEVEL          debug, info, warn or error (default info)\n"
+		"  --ready-file PATH          write the bound ports as JSON once listening\n");
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -93,7 +94,8 @@ static int serve(int argc, char **argv)
 		else if (strcmp(a, "--http-timeout-factor") == 0) {
 			char *end;
 			o.http_timeout_factor = strtod(v, &end);
-			bad = *end || !(o.http_timeout_factor >= 1.0 && o.http_timeout_factor <= 100);
+			bad =
+			    *end || !(o.http_timeout_factor >= 1.0 && o.http_timeout_factor <= 100);
 		} else if (strcmp(a, "--max-connections") == 0) {
 			bad = parse_u64(v, 1, 10000000, &n);
 			o.max_conns = n;

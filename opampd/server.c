@@ -18,14 +18,14 @@
 void opd_server_options_default(struct opd_server_options *o)
 {
 	*o = (struct opd_server_options){
-		.data_dir = "./opampd-data",
-		.opamp_host = "127.0.0.1",
-		.opamp_port = 4320,
-		.admin_host = "127.0.0.1",
-		.admin_port = 4321,
-		.heartbeat_s = 30,
-		.http_timeout_factor = 3.0,
-		.max_conns = 100000,
+	    .data_dir = "./opampd-data",
+	    .opamp_host = "127.0.0.1",
+	    .opamp_port = 4320,
+	    .admin_host = "127.0.0.1",
+	    .admin_port = 4321,
+	    .heartbeat_s = 30,
+	    .http_timeout_factor = 3.0,
+	    .max_conns = 100000,
 	};
 }
 
@@ -52,7 +52,8 @@ static void configs_changed(void *data)
 	opd_endpoint_push_all(&s->endpoint);
 }
 
-/* Read <data-dir>/admin.token, creating it (mode 0600) with 32 random bytes in hex at first start. */
+/* Read <data-dir>/admin.token, creating it (mode 0600) with 32 random bytes in hex at first start.
+ */
 static int load_token(struct opd_server *s)
 {
 	char path[4096], buf[sizeof s->admin.token];
@@ -124,8 +125,9 @@ static void on_admin_request(void *data, struct opd_conn *c, const struct opd_ht
 	opd_admin_response_init(&resp);
 	opd_admin_handle(&s->admin, req, &resp);
 	opd_buf_append_byte(&resp.headers, 0);
-	opd_conn_respond(c, resp.status, resp.content_type, (const char *)opd_buf_rptr(&resp.headers),
-			 opd_buf_rptr(&resp.body), opd_buf_avail(&resp.body));
+	opd_conn_respond(c, resp.status, resp.content_type,
+			 (const char *)opd_buf_rptr(&resp.headers), opd_buf_rptr(&resp.body),
+			 opd_buf_avail(&resp.body));
 	opd_admin_response_fini(&resp);
 }
 
@@ -244,11 +246,13 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 
 	opd_listener_limits_default(&lim);
 	lim.max_conns = o->max_conns;
-	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent. */
+	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent.
+	 */
 	lim.ws_ping_ms = o->heartbeat_s * 1000;
 	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
 	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
-	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim, &h);
+	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim,
+				&h);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s", s->opamp.errmsg);
 		return rc;

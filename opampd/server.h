@@ -18,15 +18,15 @@
 #include <uv.h>
 
 struct opd_server_options {
-	const char *data_dir;     /* default ./opampd-data */
-	const char *opamp_host;   /* default 127.0.0.1 */
-	int opamp_port;           /* default 4320 */
-	const char *admin_host;   /* default 127.0.0.1 */
-	int admin_port;           /* default 4321 */
-	uint64_t heartbeat_s;     /* default 30 */
+	const char *data_dir;       /* default ./opampd-data */
+	const char *opamp_host;     /* default 127.0.0.1 */
+	int opamp_port;             /* default 4320 */
+	const char *admin_host;     /* default 127.0.0.1 */
+	int admin_port;             /* default 4321 */
+	uint64_t heartbeat_s;       /* default 30 */
 	double http_timeout_factor; /* default 3 */
-	size_t max_conns;         /* default 100000 */
-	const char *ready_file;   /* written once listening; NULL = none */
+	size_t max_conns;           /* default 100000 */
+	const char *ready_file;     /* written once listening; NULL = none */
 };
 
 struct opd_server {
@@ -39,7 +39,7 @@ struct opd_server {
 	struct opd_admin admin;
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
-	uv_timer_t tick;   /* registry sweep and agent persistence */
+	uv_timer_t tick; /* registry sweep and agent persistence */
 	uv_signal_t sigterm, sigint;
 	int started;
 	char errmsg[OPD_ERRMSG_SIZE];
@@ -49,7 +49,7 @@ void opd_server_options_default(struct opd_server_options *o);
 
 /* Set everything up and start listening. 0, or a negative code with errmsg set. */
 int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Run until SIGTERM/SIGINT, then shut down cleanly. */
 int opd_server_run(struct opd_server *s);

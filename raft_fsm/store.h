@@ -53,7 +53,7 @@ struct opd_put_version {
 	const char *name;
 	const struct opd_kvs *selector; /* sorted (opd_kvs_sort) */
 	int64_t priority;
-	const struct opd_files *files; /* sorted (opd_files_sort) */
+	const struct opd_files *files;     /* sorted (opd_files_sort) */
 	uint8_t hash[OPD_CONFIG_HASH_LEN]; /* opd_config_hash(files) */
 	const char *message;               /* may be "" */
 	const char *actor;                 /* who asked, for the audit trail */
@@ -62,7 +62,8 @@ struct opd_put_version {
 
 struct opd_put_result {
 	uint64_t version; /* the new version, or the existing one when !created */
-	int created;      /* 0: files, selector and priority equal the active version's; nothing written */
+	int created; /* 0: files, selector and priority equal the active version's; nothing written
+		      */
 };
 
 /* Summary of one configuration (not deleted). */
@@ -115,7 +116,7 @@ int opd_store_set_active(struct opd_store *st, const char *name, uint64_t versio
 
 /* Delete a configuration: it stops matching agents; its versions stay for the audit. */
 int opd_store_delete(struct opd_store *st, const char *name, const char *actor, uint64_t ts_ms)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Call cb for every configuration, ordered by name. cb returning non-zero stops (returned). */
 int opd_store_foreach_config(struct opd_store *st,

@@ -8,7 +8,7 @@ struct opd_list {
 	struct opd_list *prev, *next;
 };
 
-#define opd_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define opd_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void opd_list_init(struct opd_list *h)
 {
@@ -35,6 +35,7 @@ static inline void opd_list_remove(struct opd_list *n)
 #define opd_list_foreach(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 /* Safe against removal of pos. */
 #define opd_list_foreach_safe(pos, tmp, head)                                                      \
-	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                           \
+	     (pos) = (tmp), (tmp) = (pos)->next)
 
 #endif

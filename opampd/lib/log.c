@@ -13,10 +13,10 @@ static const struct {
 	const char *name;
 	int syslog_prio;
 } levels[] = {
-	[OPD_LOG_DEBUG] = {"debug", 7},
-	[OPD_LOG_INFO] = {"info", 6},
-	[OPD_LOG_WARN] = {"warn", 4},
-	[OPD_LOG_ERROR] = {"error", 3},
+    [OPD_LOG_DEBUG] = {"debug", 7},
+    [OPD_LOG_INFO] = {"info", 6},
+    [OPD_LOG_WARN] = {"warn", 4},
+    [OPD_LOG_ERROR] = {"error", 3},
 };
 
 void opd_log_init(enum opd_log_level level)

@@ -22,11 +22,11 @@ int opd_log_parse_level(const char *s, enum opd_log_level *out);
 int opd_log_enabled(enum opd_log_level level);
 
 void opd_log_write(enum opd_log_level level, const char *component, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Log at error level and exit(1). For failed start-up and corrupted local state. */
 void opd_log_fatal(const char *component, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
+    __attribute__((format(printf, 2, 3), noreturn));
 
 #define log_debug(...)                                                                             \
 	do {                                                                                       \

@@ -41,10 +41,11 @@ static void test_configs_and_agents_survive_restart(void **state)
 
 	(void)state;
 	assert_int_equal(opd_daemon_start(&d, extra), 0);
-	assert_int_equal(opd_api_publish(&d, "base", "receivers: {otlp: {}}\n", hash, &version), 201);
-	assert_int_equal(opd_api_publish(&d, "base", "receivers: {otlp: {}, jaeger: {}}\n", hash,
-					 &version),
+	assert_int_equal(opd_api_publish(&d, "base", "receivers: {otlp: {}}\n", hash, &version),
 			 201);
+	assert_int_equal(
+	    opd_api_publish(&d, "base", "receivers: {otlp: {}, jaeger: {}}\n", hash, &version),
+	    201);
 	assert_int_equal(version, 2);
 
 	/* An agent receives version 2, applies it, and goes away without a goodbye. */
@@ -70,9 +71,8 @@ static void test_configs_and_agents_survive_restart(void **state)
 	assert_int_equal(opd_daemon_restart(&d, extra), 0);
 
 	/* The configuration and its active version are back. */
-	assert_int_equal(opd_api_request(&d, "GET", "/api/v1/configs/base", NULL, d.token, &resp,
-					 &json),
-			 200);
+	assert_int_equal(
+	    opd_api_request(&d, "GET", "/api/v1/configs/base", NULL, d.token, &resp, &json), 200);
 	assert_int_equal(json_integer_value(json_object_get(json, "active_version")), 2);
 	assert_string_equal(json_string_value(json_object_get(json, "config_hash")), hash);
 	json_decref(json);
@@ -94,7 +94,8 @@ static void test_configs_and_agents_survive_restart(void **state)
 	assert_true(json_integer_value(json_object_get(agent, "last_seen_ms")) > 0);
 	json_decref(agent);
 
-	/* It reconnects (to the new port) with a compressed heartbeat: the node asks for everything. */
+	/* It reconnects (to the new port) with a compressed heartbeat: the node asks for
+	 * everything. */
 	a.port = d.opamp_port;
 	assert_int_equal(opd_ta_ws_connect(&a), 0);
 	r = opd_ta_heartbeat(&a, REPLY_MS);
@@ -121,7 +122,7 @@ static void test_configs_and_agents_survive_restart(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_configs_and_agents_survive_restart),
+	    cmocka_unit_test(test_configs_and_agents_survive_restart),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,7 +260,6 @@ int opd_daemon_restart(struct opd_daemon *d, const char *const *extra)
 	return spawn(d, extra);
 }
 
-
 void opd_daemon_dump_log(const struct opd_daemon *d)
 {
 	char buf[8192];

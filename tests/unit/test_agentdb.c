@@ -115,8 +115,8 @@ static void test_open_fails_cleanly(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_flush_and_load_round_trip),
-		cmocka_unit_test(test_open_fails_cleanly),
+	    cmocka_unit_test(test_flush_and_load_round_trip),
+	    cmocka_unit_test(test_open_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,11 +192,13 @@ static void test_packed_config_decodes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_desired_by_priority_then_name, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rollback_and_delete_change_desired, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unchanged_publish_is_not_a_change, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_packed_config_decodes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_desired_by_priority_then_name, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rollback_and_delete_change_desired, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_unchanged_publish_is_not_a_change, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_packed_config_decodes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,7 +106,8 @@ static void test_deep_health_refused_by_decoder(void **state)
 
 static void test_deep_anyvalue_refused(void **state)
 {
-	/* agent_description{identifying{key "k", value AnyValue{array{values AnyValue{array...}}}}} */
+	/* agent_description{identifying{key "k", value AnyValue{array{values AnyValue{array...}}}}}
+	 */
 	enum { DEPTH = 1000 };
 	uint8_t *buf = calloc(1, DEPTH * 16 + 64), *tmp = calloc(1, DEPTH * 16 + 64);
 	size_t n = 0;
@@ -162,11 +163,11 @@ static void test_truncated_framing_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_shallow_health_passes_and_decodes),
-		cmocka_unit_test(test_limit_is_exact),
-		cmocka_unit_test(test_deep_health_refused_by_decoder),
-		cmocka_unit_test(test_deep_anyvalue_refused),
-		cmocka_unit_test(test_truncated_framing_refused),
+	    cmocka_unit_test(test_shallow_health_passes_and_decodes),
+	    cmocka_unit_test(test_limit_is_exact),
+	    cmocka_unit_test(test_deep_health_refused_by_decoder),
+	    cmocka_unit_test(test_deep_anyvalue_refused),
+	    cmocka_unit_test(test_truncated_framing_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
