@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -227,6 +228,67 @@ static void test_silent_poller_disconnected(void **state)
 	json_decref(a);
 }
 
+/*
+ * Three pipelined POSTs in one write on one keep-alive connection: three
+ * answers, in order, with sequence numbers 1..3 each acknowledged.
+ */
+static void test_pipelined_keep_alive(void **state)
+{
+	struct fx *f = *state;
+	Opamp__Proto__V1__AgentToServer m = OPAMP__PROTO__V1__AGENT_TO_SERVER__INIT;
+	uint8_t body[64], req[3 * 256];
+	size_t blen, rlen = 0;
+	uint64_t deadline = opd_test_now_ms() + REPLY_MS;
+	int fd = opd_client_connect(f->d.opamp_port);
+
+	assert_true(fd >= 0);
+	m.instance_uid.data = f->a.uid;
+	m.instance_uid.len = 16;
+	m.capabilities = 0x2001;
+	for (uint64_t seq = 1; seq <= 3; seq++) {
+		m.sequence_num = seq;
+		blen = opamp__proto__v1__agent_to_server__pack(&m, body);
+		rlen += (size_t)snprintf((char *)req + rlen, sizeof req - rlen,
+					 "POST /v1/opamp HTTP/1.1\r\nHost: t\r\nContent-Type: "
+					 "application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
+					 blen);
+		memcpy(req + rlen, body, blen);
+		rlen += blen;
+	}
+	assert_int_equal(opd_client_send_all(fd, req, rlen, deadline), 0);
+	/* The answers may arrive in any chunking: collect bytes, then split them. */
+	static uint8_t in[64 * 1024];
+	size_t have = 0, off = 0;
+	for (int i = 0; i < 3; i++) {
+		Opamp__Proto__V1__ServerToAgent *s;
+		const char *end, *cl;
+		size_t len;
+
+		while ((end = memmem(in + off, have - off, "\r\n\r\n", 4)) == NULL ||
+		       (cl = strcasestr((const char *)in + off, "Content-Length:")) == NULL ||
+		       have <
+			   (size_t)((const uint8_t *)end + 4 - in) + strtoul(cl + 15, NULL, 10)) {
+			long n = opd_client_recv(fd, in + have, sizeof in - have - 1, deadline);
+			assert_true(n > 0);
+			have += (size_t)n;
+			in[have] = 0;
+		}
+		assert_memory_equal(in + off, "HTTP/1.1 200", 12);
+		len = strtoul(cl + 15, NULL, 10);
+		off = (size_t)((const uint8_t *)end + 4 - in);
+		s = opamp__proto__v1__server_to_agent__unpack(NULL, len, in + off);
+		off += len;
+		assert_non_null(s);
+		assert_memory_equal(s->instance_uid.data, f->a.uid, 16);
+		/* A gap would have asked for full state: the three arrived in order. */
+		if (i > 0)
+			assert_false(s->flags & REPORT_FULL_STATE);
+		S2A_FREE(s);
+	}
+	assert_int_equal(off, have);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +297,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gzip_request_body, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gzip_response, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_silent_poller_disconnected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pipelined_keep_alive, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("integration/agent_http", tests, NULL, NULL);
