@@ -1,0 +1,66 @@
+/*
+ * The replicated state machine: struct raft_fsm (version 2) over the sqlite
+ * store. apply() decodes a command and performs it in one sqlite transaction
+ * together with the applied index, so replaying an entry after a restart
+ * changes nothing. It is deterministic: everything it writes comes from the
+ * command bytes and the prior store. Business rejections (a version that is
+ * not latest + 1, an unknown name) are results, never errors; a local fault
+ * (sqlite I/O) is fatal, because a replica that skips an entry diverges.
+ *
+ * Snapshots are the serialized sqlite database; restore replaces it.
+ */
+#ifndef OPD_FSM_H
+#define OPD_FSM_H
+
+#include "hlc.h"
+#include "store.h"
+
+#include <raft.h>
+#include <stdint.h>
+
+#define OPD_FSM_RESULTS 256 /* results kept for the leader's deferred apply callbacks */
+
+enum opd_apply_status {
+	OPD_APPLY_OK = 0,
+	OPD_APPLY_DUPLICATE, /* request_id seen before: nothing changed, result of the first */
+	OPD_APPLY_CONFLICT,  /* e.g. version is not latest + 1 */
+	OPD_APPLY_NOT_FOUND, /* unknown configuration, version or key */
+	OPD_APPLY_INVALID,   /* a command no valid leader proposes (refused, logged by the caller) */
+};
+
+struct opd_apply_result {
+	uint64_t index; /* raft index of the entry; 0 = slot empty */
+	enum opd_apply_status status;
+	int op;           /* Opampd__V1__Command__OpCase of the command */
+	uint64_t version; /* PutVersion: the version written (or of the duplicate); SetActive: version */
+	int created;      /* PutVersion: 0 when identical to the active version (nothing written) */
+	char name[129];
+	char message[160];
+};
+
+struct opd_fsm {
+	struct raft_fsm raft; /* version 2; raft.data = this */
+	struct opd_store *store; /* borrowed */
+	/* The index of the entry apply() is called for: raft_last_applied(r) + 1. */
+	uint64_t (*next_index)(void *data);
+	void *index_data;
+	/* Called after each applied command that changed configurations or keys. May be NULL. */
+	void (*changed)(void *data, const struct opd_apply_result *res);
+	void *changed_data;
+	struct opd_hlc hlc; /* the latest timestamp applied */
+	struct opd_apply_result results[OPD_FSM_RESULTS];
+	uint8_t *snapshot; /* serialized database handed to raft, freed in snapshot_finalize */
+	char errmsg[OPD_ERRMSG_SIZE];
+};
+
+/* Set up f over an open store (borrowed). Reads the applied index and HLC from the store. */
+int opd_fsm_init(struct opd_fsm *f, struct opd_store *store) __attribute__((warn_unused_result));
+void opd_fsm_fini(struct opd_fsm *f);
+
+/* The result of the entry at index, or NULL when it is no longer (or not yet) kept. */
+const struct opd_apply_result *opd_fsm_result(const struct opd_fsm *f, uint64_t index);
+
+/* The last applied raft index, as stored. */
+uint64_t opd_fsm_applied_index(const struct opd_fsm *f);
+
+#endif
