@@ -19,6 +19,14 @@ struct opd_desired {
 	size_t hash_len;
 	const uint8_t *config_pb; /* packed AgentConfigMap */
 	size_t config_len;
+	/*
+	 * Proof of origin for agents that announced signature_capability: sent
+	 * as a CustomMessage next to the remote config. NULL when none.
+	 */
+	const char *signature_capability;
+	const char *signature_type;
+	const uint8_t *signature_msg;
+	size_t signature_len;
 };
 
 /* The port implemented by the daemon's wiring (server.c). */

@@ -436,19 +436,45 @@ static int wants_config(const struct opd_agent *a)
  * config_gen. NULL when it is gone or changed without a config_gen bump
  * (the bump follows and triggers the push).
  */
-static config_map *desired_config(struct opd_registry *r, const struct opd_agent *a)
+static config_map *desired_config(struct opd_registry *r, const struct opd_agent *a,
+				  struct opd_desired *d)
 {
 	static const uint8_t empty[1];
-	struct opd_desired d = {0};
 	struct opd_hash h = {0};
 
-	if (r->ops.desired == NULL || r->ops.desired(r->ops.data, a, &d) != 0)
+	*d = (struct opd_desired){0};
+	if (r->ops.desired == NULL || r->ops.desired(r->ops.data, a, d) != 0)
 		return NULL;
-	hash_set(&h, d.hash, d.hash_len);
+	hash_set(&h, d->hash, d->hash_len);
 	if (!hash_eq(&h, &a->desired_hash))
 		return NULL;
-	return opamp__proto__v1__agent_config_map__unpack(NULL, d.config_len,
-							  d.config_pb ? d.config_pb : empty);
+	return opamp__proto__v1__agent_config_map__unpack(NULL, d->config_len,
+							  d->config_pb ? d->config_pb : empty);
+}
+
+static int has_custom_cap(const struct opd_agent *a, const char *cap)
+{
+	for (size_t i = 0; i < a->n_custom_caps; i++)
+		if (strcmp(a->custom_caps[i], cap) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Agents that announced the signature capability get the proof of origin
+ * in the same message as the config it is about.
+ */
+static void attach_signature(opd_s2a *s, const struct opd_agent *a, const struct opd_desired *d,
+			     Opamp__Proto__V1__CustomMessage *cm)
+{
+	if (d->signature_msg == NULL || d->signature_capability == NULL ||
+	    !has_custom_cap(a, d->signature_capability))
+		return;
+	cm->capability = (char *)d->signature_capability;
+	cm->type = (char *)d->signature_type;
+	cm->data.data = (uint8_t *)d->signature_msg;
+	cm->data.len = d->signature_len;
+	s->custom_message = cm;
 }
 
 static void mark_disconnected(struct opd_registry *r, struct opd_agent *a)
@@ -497,6 +523,7 @@ static int encode_with_config(opd_s2a *s, struct opd_agent *a, config_map *cfg,
 	if (ret == OPD_ETOOBIG && s->remote_config != NULL) {
 		/* The config alone breaks the limit: answer without it rather than not at all. */
 		s->remote_config = NULL;
+		s->custom_message = NULL;
 		ret = opd_wire_encode_s2a(s, 0, out);
 	}
 	if (ret == 0 && s->remote_config != NULL) {
@@ -716,6 +743,8 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 	Opamp__Proto__V1__OpAMPConnectionSettings os =
 	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS__INIT;
 	Opamp__Proto__V1__CustomCapabilities cc = OPAMP__PROTO__V1__CUSTOM_CAPABILITIES__INIT;
+	Opamp__Proto__V1__CustomMessage sig_msg = OPAMP__PROTO__V1__CUSTOM_MESSAGE__INIT;
+	struct opd_desired desired;
 	struct opd_hash offer_hash;
 	char *common[4];
 	config_map *cfg = NULL;
@@ -735,8 +764,11 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 	 * (after our restart it most likely runs the desired config already):
 	 * the config waits for the next message instead of being re-applied.
 	 */
-	if (!leaving && !want_full && wants_config(a))
-		cfg = desired_config(r, a);
+	if (!leaving && !want_full && wants_config(a)) {
+		cfg = desired_config(r, a, &desired);
+		if (cfg != NULL)
+			attach_signature(&s, a, &desired, &sig_msg);
+	}
 	if (!leaving && (a->capabilities & CAP(AcceptsOpAMPConnectionSettings)) &&
 	    (a->capabilities & CAP(ReportsHeartbeat)) && !a->settings_offered) {
 		settings_hash(r, &offer_hash);
@@ -772,6 +804,8 @@ int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf
 {
 	opd_s2a s = OPAMP__PROTO__V1__SERVER_TO_AGENT__INIT;
 	Opamp__Proto__V1__AgentRemoteConfig rc = OPAMP__PROTO__V1__AGENT_REMOTE_CONFIG__INIT;
+	Opamp__Proto__V1__CustomMessage sig_msg = OPAMP__PROTO__V1__CUSTOM_MESSAGE__INIT;
+	struct opd_desired desired;
 	config_map *cfg;
 	int ret;
 
@@ -782,9 +816,10 @@ int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf
 		recompute_desired(r, a);
 	if (!wants_config(a))
 		return 0;
-	cfg = desired_config(r, a);
+	cfg = desired_config(r, a, &desired);
 	if (cfg == NULL)
 		return 0;
+	attach_signature(&s, a, &desired, &sig_msg);
 	s.instance_uid.data = a->uid;
 	s.instance_uid.len = OPD_UID_LEN;
 	s.capabilities = r->settings.capabilities;

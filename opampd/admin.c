@@ -3,6 +3,7 @@
 #include "err.h"
 #include "hex.h"
 #include "mem.h"
+#include "node.h"
 #include "opamp/v1/opamp.pb-c.h"
 #include "store.h"
 #include "validate.h"
@@ -12,6 +13,8 @@
 #include <jansson.h>
 #include <math.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -356,22 +359,44 @@ static int url_decode(const char *s, size_t n, bool plus, char *out, size_t cap)
 
 /* ---- authentication ---- */
 
-static bool authorized(const struct opd_admin *a, const struct opd_http_request *req)
+static bool token_equal(const char *h, const char *token, size_t cap)
+{
+	size_t want = strnlen(token, cap);
+
+	if (want == 0 || want == cap)
+		return false;
+	/* The length is not secret (it is fixed per install); the bytes are. */
+	return strlen(h) == want && CRYPTO_memcmp(h, token, want) == 0;
+}
+
+/* The bearer token of the request, or NULL. */
+static const char *bearer(const struct opd_http_request *req)
 {
 	const char *h = opd_http_header(req, "Authorization");
-	size_t want = strnlen(a->token, sizeof(a->token));
 
-	if (h == NULL || want == 0 || want == sizeof(a->token))
-		return false;
-	if (strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
 	h += 7;
 	while (*h == ' ')
 		h++;
-	/* The length is not secret (it is fixed per install); the bytes are. */
-	if (strlen(h) != want)
+	return h;
+}
+
+/* Another node of the cluster (forwarded writes, fan-out reads). */
+static bool is_peer(const struct opd_admin *a, const struct opd_http_request *req)
+{
+	const char *h = bearer(req);
+
+	return h != NULL && token_equal(h, a->peer_token, sizeof(a->peer_token));
+}
+
+static bool authorized(const struct opd_admin *a, const struct opd_http_request *req)
+{
+	const char *h = bearer(req);
+
+	if (h == NULL)
 		return false;
-	return CRYPTO_memcmp(h, a->token, want) == 0;
+	return token_equal(h, a->token, sizeof(a->token)) || is_peer(a, req);
 }
 
 /* ---- configurations ---- */
@@ -484,6 +509,15 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 	}
 	o = version_json(&v, info.active_version);
 	json_object_set_new(o, "name", jstr(name));
+	/* Provenance: the signed record's fields, the signature, and whether it checks out here. */
+	json_object_set_new(o, "selector", jkvs(&v.selector));
+	json_object_set_new(o, "priority", json_integer(v.has_priority ? v.priority : info.priority));
+	json_object_set_new(o, "term", ju64(v.term));
+	json_object_set_new(o, "hlc_logical", ju64(v.hlc_logical));
+	json_object_set_new(o, "key_id", jstr(v.key_id != NULL ? v.key_id : ""));
+	json_object_set_new(o, "signature", v.signature_len ? base64_encode(v.signature, v.signature_len)
+							  : json_null());
+	json_object_set_new(o, "verified", json_boolean(opd_configs_verify(a->configs, &v, &info)));
 	files = json_object();
 	for (size_t i = 0; i < v.files.n; i++) {
 		const struct opd_file *f = &v.files.v[i];
@@ -666,76 +700,229 @@ static const char *parse_publish(json_t *root, struct opd_kvs *selector, struct 
 	return NULL;
 }
 
-static void config_publish(struct opd_admin *a, const char *name,
-			   const struct opd_http_request *req, struct opd_admin_response *resp)
-{
+/*
+ * A write waiting for the cluster. While opd_admin_handle still runs,
+ * sync_resp points at its response so an immediate completion (tests
+ * without a node, refusals) answers in place; later ones go through
+ * ops.complete, unless the connection closed (conn = NULL).
+ */
+enum call_kind { CALL_PUBLISH, CALL_ROLLBACK, CALL_DELETE };
+
+struct admin_call {
+	struct opd_list link;
+	struct opd_admin *a;
+	void *conn;
+	struct opd_admin_response *sync_resp;
+	int answered;
+	enum call_kind kind;
+	char name[OPD_MAX_CONFIG_NAME + 1];
 	struct opd_kvs selector;
+	int64_t priority;
+	char request_id[2 * OPD_REQUEST_ID_LEN + 1];
+};
+
+static struct admin_call *call_new(struct opd_admin *a, void *conn, enum call_kind kind,
+				   const char *name, struct opd_admin_response *resp)
+{
+	struct admin_call *c = opd_xcalloc(1, sizeof(*c));
+
+	c->a = a;
+	c->conn = conn;
+	c->sync_resp = resp;
+	c->kind = kind;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	opd_kvs_init(&c->selector);
+	opd_list_insert_tail(&a->calls, &c->link);
+	return c;
+}
+
+static void call_free(struct admin_call *c)
+{
+	opd_list_remove(&c->link);
+	opd_kvs_fini(&c->selector);
+	free(c);
+}
+
+/*
+ * The request id that makes a write idempotent: SHA-256 of the client's
+ * Idempotency-Key (first 16 bytes), or random bytes when it sent none.
+ */
+static int request_id(const struct opd_http_request *req, uint8_t id[OPD_REQUEST_ID_LEN],
+		      struct opd_admin_response *resp)
+{
+	const char *key = opd_http_header(req, "Idempotency-Key");
+	uint8_t digest[32];
+	unsigned int len = 0;
+
+	if (key == NULL) {
+		if (RAND_bytes(id, OPD_REQUEST_ID_LEN) != 1)
+			abort();
+		return 0;
+	}
+	if (key[0] == '\0' || strlen(key) > 128) {
+		reply_error(resp, 400, "invalid_argument",
+			    "Idempotency-Key must be 1 to 128 characters");
+		return -1;
+	}
+	if (!EVP_Digest(key, strlen(key), digest, &len, EVP_sha256(), NULL))
+		abort();
+	memcpy(id, digest, OPD_REQUEST_ID_LEN);
+	return 0;
+}
+
+static void reply_write_error(struct opd_admin_response *resp, const struct opd_write_result *r)
+{
+	switch (r->status) {
+	case OPD_EINVAL: {
+		json_t *e = error_obj("invalid_config", r->verr.message[0] ? r->verr.message
+									 : r->message);
+		if (r->verr.file[0] != '\0')
+			set_kv(e, "file", jstr(r->verr.file));
+		if (r->verr.line > 0) {
+			json_object_set_new(e, "line", ju64(r->verr.line));
+			json_object_set_new(e, "column", ju64(r->verr.column));
+		}
+		reply_error_obj(resp, 400, e);
+		return;
+	}
+	case OPD_ENOTFOUND:
+		reply_error(resp, 404, "not_found", "%s", r->message[0] ? r->message : "not found");
+		return;
+	case OPD_ECONFLICT:
+		reply_error(resp, 409, "conflict", "%s", r->message);
+		return;
+	case OPD_ENOTLEADER:
+		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
+		reply_error(resp, 503, "outcome_unknown",
+			    "leadership was lost before the change was applied: it may or may not "
+			    "take effect; retry with the same Idempotency-Key");
+		return;
+	case OPD_ECANCELED:
+		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
+		reply_error(resp, 503, "unavailable", "the node is shutting down");
+		return;
+	default:
+		reply_error(resp, 500, "internal", "%s",
+			    r->message[0] ? r->message : opd_strerror(r->status));
+	}
+}
+
+static void call_done(void *data, const struct opd_write_result *r)
+{
+	struct admin_call *c = data;
+	struct opd_admin_response local, *resp = c->sync_resp;
+	json_t *o;
+
+	if (resp == NULL) {
+		opd_admin_response_init(&local);
+		resp = &local;
+	}
+	if (r->status != 0) {
+		reply_write_error(resp, r);
+	} else {
+		o = json_object();
+		json_object_set_new(o, "name", jstr(c->name));
+		switch (c->kind) {
+		case CALL_PUBLISH:
+			json_object_set_new(o, "version", ju64(r->version));
+			json_object_set_new(o, "config_hash", jhex(r->hash, OPD_CONFIG_HASH_LEN));
+			json_object_set_new(o, "created", json_boolean(r->created));
+			json_object_set_new(o, "selector", jkvs(&c->selector));
+			json_object_set_new(o, "priority", json_integer(c->priority));
+			break;
+		case CALL_ROLLBACK:
+			json_object_set_new(o, "active_version", ju64(r->version));
+			json_object_set_new(o, "config_hash", jhex(r->hash, OPD_CONFIG_HASH_LEN));
+			break;
+		case CALL_DELETE:
+			json_object_set_new(o, "deleted", json_true());
+			break;
+		}
+		json_object_set_new(o, "request_id", jstr(c->request_id));
+		if (r->duplicate)
+			json_object_set_new(o, "duplicate", json_true());
+		reply(resp, c->kind == CALL_PUBLISH && r->created ? 201 : 200, o);
+	}
+	c->answered = 1;
+	if (resp == &local) {
+		if (c->conn != NULL && c->a->ops.complete != NULL)
+			c->a->ops.complete(c->a->ops.data, c->conn, resp);
+		opd_admin_response_fini(&local);
+		call_free(c);
+	}
+}
+
+/*
+ * Start a write: 0 with resp filled (answered at once), OPD_EAGAIN deferred.
+ * rc is what the configuration service returned when asked.
+ */
+static int call_started(struct admin_call *c, int rc, struct opd_admin_response *resp)
+{
+	if (rc != 0) {
+		/* Not writable after all (lost leadership in between): nothing was proposed. */
+		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
+		reply_error(resp, 503, "read_only", "this node cannot accept writes now");
+		call_free(c);
+		return 0;
+	}
+	if (c->answered) {
+		call_free(c);
+		return 0;
+	}
+	c->sync_resp = NULL;
+	return OPD_EAGAIN;
+}
+
+static int config_publish(struct opd_admin *a, const char *name, const struct opd_http_request *req,
+			  void *conn, struct opd_admin_response *resp)
+{
 	struct opd_files files;
-	struct opd_put_result out = {0};
-	struct opd_validation_error verr;
-	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	uint8_t id[OPD_REQUEST_ID_LEN];
 	int64_t priority = 0;
 	const char *message = "", *bad;
 	char msg[512];
 	struct opd_publish p = {.name = name, .actor = ADMIN_ACTOR};
-	json_t *root, *o;
+	struct admin_call *c;
+	json_t *root;
 	int rc;
 
-	if ((root = parse_body(req, resp)) == NULL)
-		return;
-	opd_kvs_init(&selector);
+	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
+		return 0;
+	c = call_new(a, conn, CALL_PUBLISH, name, resp);
+	opd_hex_encode(id, sizeof(id), c->request_id);
 	opd_files_init(&files);
-	bad = parse_publish(root, &selector, &files, &priority, &message, msg, sizeof(msg));
+	bad = parse_publish(root, &c->selector, &files, &priority, &message, msg, sizeof(msg));
 	if (bad != NULL) {
 		reply_error(resp, 400, "invalid_argument", "%s", bad);
+		call_free(c);
+		rc = 0;
 		goto out;
 	}
-	p.selector = &selector;
+	opd_kvs_sort(&c->selector);
+	c->priority = priority;
+	p.selector = &c->selector;
 	p.priority = priority;
 	p.files = &files;
 	p.message = message;
-	rc = opd_configs_publish(a->configs, &p, &out, hash, &verr);
-	if (rc == OPD_EINVAL) {
-		json_t *e = error_obj("invalid_config", verr.message);
-		if (verr.file[0] != '\0')
-			set_kv(e, "file", jstr(verr.file));
-		if (verr.line > 0) {
-			json_object_set_new(e, "line", ju64(verr.line));
-			json_object_set_new(e, "column", ju64(verr.column));
-		}
-		reply_error_obj(resp, 400, e);
-		goto out;
-	}
-	if (rc != 0) {
-		reply_store_error(resp, rc);
-		goto out;
-	}
-	opd_kvs_sort(&selector);
-	o = json_object();
-	json_object_set_new(o, "name", jstr(name));
-	json_object_set_new(o, "version", ju64(out.version));
-	json_object_set_new(o, "config_hash", jhex(hash, OPD_CONFIG_HASH_LEN));
-	json_object_set_new(o, "created", json_boolean(out.created));
-	json_object_set_new(o, "selector", jkvs(&selector));
-	json_object_set_new(o, "priority", json_integer(priority));
-	reply(resp, out.created ? 201 : 200, o);
+	rc = call_started(c, opd_configs_publish(a->configs, &p, id, call_done, c), resp);
 out:
-	opd_kvs_fini(&selector);
 	opd_files_fini(&files);
 	json_decref(root);
+	return rc;
 }
 
-static void config_rollback(struct opd_admin *a, const char *name,
-			    const struct opd_http_request *req, struct opd_admin_response *resp)
+static int config_rollback(struct opd_admin *a, const char *name, const struct opd_http_request *req,
+			   void *conn, struct opd_admin_response *resp)
 {
 	static const char *const keys[] = {"version", NULL};
-	struct opd_config_info info = {0};
-	json_t *root, *v, *o;
+	uint8_t id[OPD_REQUEST_ID_LEN];
+	struct admin_call *c;
+	json_t *root, *v;
 	const char *bad;
-	int rc;
+	int rc = 0;
 
-	if ((root = parse_body(req, resp)) == NULL)
-		return;
+	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
+		return 0;
 	if ((bad = unknown_key(root, keys)) != NULL) {
 		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", bad);
 		goto out;
@@ -746,36 +933,103 @@ static void config_rollback(struct opd_admin *a, const char *name,
 			    "\"version\" must be a positive integer");
 		goto out;
 	}
-	rc = opd_configs_rollback(a->configs, name, (uint64_t)json_integer_value(v), ADMIN_ACTOR);
-	if (rc == 0)
-		rc = opd_store_get_config(&a->configs->store, name, &info);
-	if (rc != 0) {
-		reply_store_error(resp, rc);
-		goto out;
-	}
-	o = json_object();
-	json_object_set_new(o, "name", jstr(name));
-	json_object_set_new(o, "active_version", ju64(info.active_version));
-	json_object_set_new(o, "config_hash", jhex(info.active_hash, OPD_CONFIG_HASH_LEN));
-	reply(resp, 200, o);
+	c = call_new(a, conn, CALL_ROLLBACK, name, resp);
+	opd_hex_encode(id, sizeof(id), c->request_id);
+	rc = call_started(c,
+			  opd_configs_rollback(a->configs, name, (uint64_t)json_integer_value(v),
+					       ADMIN_ACTOR, id, call_done, c),
+			  resp);
 out:
-	opd_config_info_fini(&info);
 	json_decref(root);
+	return rc;
 }
 
-static void config_delete(struct opd_admin *a, const char *name, struct opd_admin_response *resp)
+static int config_delete(struct opd_admin *a, const char *name, const struct opd_http_request *req,
+			 void *conn, struct opd_admin_response *resp)
 {
-	int rc = opd_configs_delete(a->configs, name, ADMIN_ACTOR);
-	json_t *o;
+	uint8_t id[OPD_REQUEST_ID_LEN];
+	struct admin_call *c;
 
-	if (rc != 0) {
-		reply_store_error(resp, rc);
+	if (request_id(req, id, resp) != 0)
+		return 0;
+	c = call_new(a, conn, CALL_DELETE, name, resp);
+	opd_hex_encode(id, sizeof(id), c->request_id);
+	return call_started(c, opd_configs_delete(a->configs, name, ADMIN_ACTOR, id, call_done, c),
+			    resp);
+}
+
+/*
+ * Writes happen on a writable leader. Elsewhere the request goes to the
+ * leader (0 + deferred), or is refused with 503 read_only (resp filled).
+ * Returns 1 when this node should perform the write itself.
+ */
+static int write_here(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+		      struct opd_admin_response *resp, int *rc)
+{
+	*rc = 0;
+	if (a->configs->node == NULL || opd_node_writable(a->configs->node))
+		return 1;
+	/* A forwarded request is never forwarded again: no loops between confused nodes. */
+	if (opd_http_header(req, "X-Opampd-Forwarded") == NULL && a->ops.forward != NULL &&
+	    a->ops.forward(a->ops.data, conn, req, resp) == 0) {
+		*rc = OPD_EAGAIN;
+		return 0;
+	}
+	if (resp->status == 500 && opd_buf_avail(&resp->body) == 0) {
+		struct opd_node_status st;
+
+		opd_node_status(a->configs->node, &st);
+		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
+		reply_error(resp, 503, "read_only", "node %llu is read-only: %s",
+			    (unsigned long long)st.id, st.reason[0] ? st.reason : "not the leader");
+	}
+	return 0;
+}
+
+/* ---- audit ---- */
+
+static int parse_version(const char *s, uint64_t *out);
+
+static int audit_cb(void *data, const struct opd_audit_entry *e)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "seq", ju64(e->seq));
+	json_object_set_new(o, "ts_ms", ju64(e->ts_ms));
+	json_object_set_new(o, "actor", jstr(e->actor ? e->actor : ""));
+	json_object_set_new(o, "action", jstr(e->action ? e->action : ""));
+	json_object_set_new(o, "name", jstr(e->name ? e->name : ""));
+	json_object_set_new(o, "version", e->version ? ju64(e->version) : json_null());
+	json_object_set_new(o, "detail", jstr(e->detail ? e->detail : ""));
+	json_array_append_new(data, o);
+	return 0;
+}
+
+/* GET /api/v1/audit?limit=N: who changed what and when, newest first, from the applied commands. */
+static void audit_list(struct opd_admin *a, const struct opd_http_request *req,
+		       struct opd_admin_response *resp)
+{
+	uint64_t limit = 100;
+	const char *q = req->query != NULL ? req->query : "";
+	json_t *arr, *root;
+
+	if (q[0] != '\0') {
+		if (strncmp(q, "limit=", 6) != 0 || parse_version(q + 6, &limit) != 0 ||
+		    limit > 10000) {
+			reply_error(resp, 400, "invalid_argument",
+				    "the only parameter is limit=N with 1 <= N <= 10000");
+			return;
+		}
+	}
+	arr = json_array();
+	if (opd_store_foreach_audit(&a->configs->store, (size_t)limit, audit_cb, arr) != 0) {
+		json_decref(arr);
+		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
 		return;
 	}
-	o = json_object();
-	json_object_set_new(o, "name", jstr(name));
-	json_object_set_new(o, "deleted", json_true());
-	reply(resp, 200, o);
+	root = json_object();
+	json_object_set_new(root, "entries", arr);
+	reply(resp, 200, root);
 }
 
 /* ---- agents ---- */
@@ -968,8 +1222,8 @@ static bool filter_match(const struct opd_admin *a, const struct agent_filter *f
 	return true;
 }
 
-static void agents_list(struct opd_admin *a, const struct opd_http_request *req,
-			struct opd_admin_response *resp)
+static int agents_list(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+		       struct opd_admin_response *resp)
 {
 	struct agent_filter f = {.health = -1, .connected = -1};
 	uint64_t now = opd_clock_now(a->clock);
@@ -982,7 +1236,7 @@ static void agents_list(struct opd_admin *a, const struct opd_http_request *req,
 	if (bad != NULL) {
 		filter_fini(&f);
 		reply_error(resp, 400, "invalid_argument", "%s", bad);
-		return;
+		return 0;
 	}
 	arr = json_array();
 	opd_list_foreach(pos, &a->registry->agents)
@@ -993,9 +1247,17 @@ static void agents_list(struct opd_admin *a, const struct opd_http_request *req,
 	}
 	filter_fini(&f);
 	root = json_object();
-	json_object_set_new(root, "count", json_integer((json_int_t)json_array_size(arr)));
 	json_object_set_new(root, "agents", arr);
+	/* On the public API, merge the other nodes' agents (conn == NULL: a peer asking). */
+	if (conn != NULL && a->ops.fanout_agents != NULL &&
+	    a->ops.fanout_agents(a->ops.data, conn, req, json_incref(root)) == 0) {
+		json_decref(root);
+		return OPD_EAGAIN;
+	}
+	json_object_set_new(root, "count", json_integer((json_int_t)json_array_size(arr)));
+	json_object_set_new(root, "partial", json_false());
 	reply(resp, 200, root);
+	return 0;
 }
 
 static void agent_get(struct opd_admin *a, const char *uid_text, struct opd_admin_response *resp)
@@ -1087,80 +1349,169 @@ static int parse_version(const char *s, uint64_t *out)
 	return 0;
 }
 
-static void route_api(struct opd_admin *a, const struct opd_http_request *req,
-		      char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+static int route_configs(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+			 char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
 {
 	uint64_t version;
+	int rc;
 
-	if (n < 3 || strcmp(seg[1], "v1") != 0) {
-		reply_not_found(resp);
-		return;
-	}
-	if (strcmp(seg[2], "configs") == 0) {
-		if (n == 3) {
-			if (method_is(req, "GET"))
-				configs_list(a, resp);
-			else
-				reply_method(resp, "GET");
-			return;
-		}
-		if (n == 4) {
-			bool get = method_is(req, "GET"), post = method_is(req, "POST"),
-			     del = method_is(req, "DELETE");
-			if (!get && !post && !del) {
-				reply_method(resp, "GET, POST, DELETE");
-				return;
-			}
-			if (!valid_name(seg[3], resp))
-				return;
-			if (get)
-				config_get(a, seg[3], resp);
-			else if (post)
-				config_publish(a, seg[3], req, resp);
-			else
-				config_delete(a, seg[3], resp);
-			return;
-		}
-		if (n == 5 && strcmp(seg[4], "rollback") == 0) {
-			if (!method_is(req, "POST"))
-				reply_method(resp, "POST");
-			else if (valid_name(seg[3], resp))
-				config_rollback(a, seg[3], req, resp);
-			return;
-		}
-		if (n == 6 && strcmp(seg[4], "versions") == 0) {
-			if (!method_is(req, "GET")) {
-				reply_method(resp, "GET");
-				return;
-			}
-			if (!valid_name(seg[3], resp))
-				return;
-			if (parse_version(seg[5], &version) != 0) {
-				reply_error(resp, 400, "invalid_argument",
-					    "the version must be a positive integer");
-				return;
-			}
-			version_get(a, seg[3], version, resp);
-			return;
-		}
-	} else if (strcmp(seg[2], "agents") == 0 && n <= 4) {
-		if (!method_is(req, "GET"))
-			reply_method(resp, "GET");
-		else if (n == 3)
-			agents_list(a, req, resp);
+	if (n == 3) {
+		if (method_is(req, "GET"))
+			configs_list(a, resp);
 		else
-			agent_get(a, seg[3], resp);
-		return;
+			reply_method(resp, "GET");
+		return 0;
+	}
+	if (n == 4) {
+		bool get = method_is(req, "GET"), post = method_is(req, "POST"),
+		     del = method_is(req, "DELETE");
+		if (!get && !post && !del) {
+			reply_method(resp, "GET, POST, DELETE");
+			return 0;
+		}
+		if (!valid_name(seg[3], resp))
+			return 0;
+		if (get) {
+			config_get(a, seg[3], resp);
+			return 0;
+		}
+		if (!write_here(a, req, conn, resp, &rc))
+			return rc;
+		return post ? config_publish(a, seg[3], req, conn, resp)
+			    : config_delete(a, seg[3], req, conn, resp);
+	}
+	if (n == 5 && strcmp(seg[4], "rollback") == 0) {
+		if (!method_is(req, "POST")) {
+			reply_method(resp, "POST");
+			return 0;
+		}
+		if (!valid_name(seg[3], resp))
+			return 0;
+		if (!write_here(a, req, conn, resp, &rc))
+			return rc;
+		return config_rollback(a, seg[3], req, conn, resp);
+	}
+	if (n == 6 && strcmp(seg[4], "versions") == 0) {
+		if (!method_is(req, "GET")) {
+			reply_method(resp, "GET");
+			return 0;
+		}
+		if (!valid_name(seg[3], resp))
+			return 0;
+		if (parse_version(seg[5], &version) != 0) {
+			reply_error(resp, 400, "invalid_argument",
+				    "the version must be a positive integer");
+			return 0;
+		}
+		version_get(a, seg[3], version, resp);
+		return 0;
 	}
 	reply_not_found(resp);
+	return 0;
 }
 
-void opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req,
-		      struct opd_admin_response *resp)
+static int route_api(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+		     char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+{
+	if (n < 3 || strcmp(seg[1], "v1") != 0) {
+		reply_not_found(resp);
+		return 0;
+	}
+	if (strcmp(seg[2], "configs") == 0)
+		return route_configs(a, req, conn, seg, n, resp);
+	if (strcmp(seg[2], "agents") == 0 && n <= 4) {
+		if (!method_is(req, "GET")) {
+			reply_method(resp, "GET");
+			return 0;
+		}
+		if (n == 4) {
+			agent_get(a, seg[3], resp);
+			return 0;
+		}
+		return agents_list(a, req, conn, resp);
+	}
+	if (strcmp(seg[2], "audit") == 0 && n == 3) {
+		if (method_is(req, "GET"))
+			audit_list(a, req, resp);
+		else
+			reply_method(resp, "GET");
+		return 0;
+	}
+	if (strcmp(seg[2], "cluster") == 0 && n <= 5) {
+		if (a->ops.cluster == NULL) {
+			reply_not_found(resp);
+			return 0;
+		}
+		if (!method_is(req, "GET")) {
+			/* Membership changes are writes: the leader performs them. */
+			int rc;
+			if (!write_here(a, req, conn, resp, &rc))
+				return rc;
+		}
+		return a->ops.cluster(a->ops.data, conn, req, n > 3 ? req->path + strlen("/api/v1/cluster") : "",
+				      resp);
+	}
+	reply_not_found(resp);
+	return 0;
+}
+
+/* /internal/v1/...: calls between the nodes of a cluster, with the peer token only. */
+static int route_internal(struct opd_admin *a, const struct opd_http_request *req,
+			  char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+{
+	if (!is_peer(a, req)) {
+		opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");
+		reply_error(resp, 401, "unauthorized", "internal calls need the cluster token");
+		return 0;
+	}
+	if (n == 3 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "agents") == 0) {
+		if (method_is(req, "GET"))
+			return agents_list(a, req, NULL, resp);
+		reply_method(resp, "GET");
+		return 0;
+	}
+	reply_not_found(resp);
+	return 0;
+}
+
+void opd_admin_init(struct opd_admin *a)
+{
+	*a = (struct opd_admin){0};
+	opd_list_init(&a->calls);
+}
+
+void opd_admin_fini(struct opd_admin *a)
+{
+	struct opd_list *pos, *tmp;
+
+	if (a->calls.next == NULL)
+		return;
+	opd_list_foreach_safe(pos, tmp, &a->calls)
+	{
+		call_free(opd_container_of(pos, struct admin_call, link));
+	}
+}
+
+void opd_admin_conn_closed(struct opd_admin *a, void *conn)
+{
+	struct opd_list *pos;
+
+	opd_list_foreach(pos, &a->calls)
+	{
+		struct admin_call *c = opd_container_of(pos, struct admin_call, link);
+		if (c->conn == conn)
+			c->conn = NULL;
+	}
+}
+
+int opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+		     struct opd_admin_response *resp)
 {
 	char seg[MAX_SEGMENTS][MAX_SEGMENT];
 	int n;
 
+	if (a->calls.next == NULL)
+		opd_list_init(&a->calls);
 	opd_buf_reset(&resp->headers);
 	n = split_path(req->path, seg);
 	if (n == 1 && strcmp(seg[0], "healthz") == 0) {
@@ -1168,7 +1519,7 @@ void opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req,
 			reply_status(resp, 200, "ok");
 		else
 			reply_method(resp, "GET");
-		return;
+		return 0;
 	}
 	if (n == 1 && strcmp(seg[0], "readyz") == 0) {
 		if (!method_is(req, "GET"))
@@ -1177,23 +1528,84 @@ void opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req,
 			reply_status(resp, 200, "ready");
 		else
 			reply_error(resp, 503, "unavailable", "not ready");
-		return;
+		return 0;
 	}
+	if (req->path != NULL && strncmp(req->path, "/internal/", 10) == 0 && n > 0)
+		return route_internal(a, req, seg, n, resp);
 	/* Everything under /api/ needs the token, even paths that do not exist. */
 	if (req->path != NULL && strncmp(req->path, "/api/", 5) == 0) {
 		if (!authorized(a, req)) {
 			opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");
 			reply_error(resp, 401, "unauthorized", "missing or wrong bearer token");
-			return;
+			return 0;
 		}
 		if (n < 0) {
 			reply_error(resp, 400, "invalid_argument", "malformed percent-encoding");
-			return;
+			return 0;
 		}
-		if (n > 0 && strcmp(seg[0], "api") == 0) {
-			route_api(a, req, seg, n, resp);
-			return;
-		}
+		if (n > 0 && strcmp(seg[0], "api") == 0)
+			return route_api(a, req, conn, seg, n, resp);
 	}
 	reply_not_found(resp);
+	return 0;
+}
+
+static const char *last_seen_key = "last_seen_ms";
+
+json_t *opd_admin_merge_agents(json_t *const *lists, size_t n)
+{
+	json_t *by_uid = json_object(), *out = json_array(), *v;
+	const char *uid;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		json_t *ag;
+
+		if (!json_is_array(lists[i]))
+			continue;
+		json_array_foreach(lists[i], j, ag)
+		{
+			const char *id = json_string_value(json_object_get(ag, "instance_uid"));
+			json_t *have;
+
+			if (id == NULL)
+				continue;
+			have = json_object_get(by_uid, id);
+			/* Newest report wins: the node the agent talks to now knows best. */
+			if (have == NULL ||
+			    json_integer_value(json_object_get(ag, last_seen_key)) >
+				json_integer_value(json_object_get(have, last_seen_key)))
+				json_object_set(by_uid, id, ag);
+		}
+	}
+	json_object_foreach(by_uid, uid, v)
+	{
+		json_array_append(out, v);
+	}
+	json_decref(by_uid);
+	return out;
+}
+
+void opd_admin_peer_token(const struct opd_signer *s, char out[65])
+{
+	uint8_t raw[64], digest[32];
+	size_t len = sizeof(raw);
+	unsigned int dlen = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	static const char label[] = "opampd peer token v1";
+
+	out[0] = '\0';
+	if (s->key == NULL || md == NULL ||
+	    EVP_PKEY_get_raw_private_key((EVP_PKEY *)s->key, raw, &len) != 1) {
+		EVP_MD_CTX_free(md);
+		return;
+	}
+	/* Every voter holds the same key file: the same token, without a second secret. */
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, label, sizeof(label));
+	EVP_DigestUpdate(md, raw, len);
+	EVP_DigestFinal_ex(md, digest, &dlen);
+	EVP_MD_CTX_free(md);
+	OPENSSL_cleanse(raw, sizeof(raw));
+	opd_hex_encode(digest, sizeof(digest), out);
 }

@@ -2,31 +2,54 @@
 
 #include "configs.h"
 
+#include "cmd.h"
 #include "config_hash.h"
+#include "hex.h"
 #include "log.h"
 #include "mem.h"
+#include "node.h"
 #include "opamp/v1/opamp.pb-c.h"
 #include "selector.h"
 
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The active version of one configuration, ready to match and send. */
+/* The active version of one configuration, verified, ready to match and send. */
 struct opd_active_config {
 	char *name;
-	struct opd_kvs selector;
+	struct opd_kvs selector; /* as published with this version (signed) */
 	int64_t priority;
 	uint64_t version;
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
 	uint8_t *config_pb; /* packed AgentConfigMap */
 	size_t config_len;
+	char *signature_msg; /* JSON for agents with the signature capability */
 };
+
+/* A proposal in flight (the leader's view of versions not applied yet). */
+enum write_kind { WRITE_PUBLISH, WRITE_ROLLBACK, WRITE_DELETE, WRITE_MEMBER, WRITE_KEY };
+
+struct opd_pending_write {
+	struct opd_pending_write *next;
+	struct opd_configs *c;
+	enum write_kind kind;
+	char name[OPD_MAX_CONFIG_NAME + 1];
+	uint64_t version;
+	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	opd_configs_cb cb;
+	void *data;
+};
+
+/* ---- the active set ---- */
 
 static void active_fini(struct opd_active_config *ac)
 {
 	free(ac->name);
 	opd_kvs_fini(&ac->selector);
 	free(ac->config_pb);
+	free(ac->signature_msg);
 }
 
 static void active_clear(struct opd_configs *c)
@@ -79,6 +102,75 @@ static int active_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+static void record_of(const struct opd_version_info *v, int64_t priority,
+		      struct opd_version_record *rec)
+{
+	*rec = (struct opd_version_record){
+	    .name = v->name,
+	    .version = v->version,
+	    .config_hash = v->hash,
+	    .selector = &v->selector,
+	    .priority = priority,
+	    .term = v->term,
+	    .hlc_wall_ms = v->created_ms,
+	    .hlc_logical = v->hlc_logical,
+	};
+}
+
+static int64_t published_priority(const struct opd_version_info *v,
+				  const struct opd_config_info *info)
+{
+	return v->has_priority ? v->priority : info->priority;
+}
+
+int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
+		       const struct opd_config_info *info)
+{
+	struct opd_signing_key key;
+	struct opd_version_record rec;
+
+	if (v->signature_len == 0 || v->key_id == NULL || v->key_id[0] == '\0')
+		return 0;
+	/* The signature covers the hash; the hash must still cover the files as stored. */
+	if (v->files.n > 0) {
+		uint8_t h[OPD_CONFIG_HASH_LEN];
+		opd_config_hash(&v->files, h);
+		if (memcmp(h, v->hash, sizeof h) != 0)
+			return 0;
+	}
+	if (opd_store_get_signing_key(&c->store, v->key_id, &key) != 0)
+		return 0;
+	record_of(v, published_priority(v, info), &rec);
+	return opd_sign_verify(key.public_key, &rec, v->signature, v->signature_len);
+}
+
+static char *signature_json(const struct opd_version_info *v, int64_t priority)
+{
+	json_t *o = json_object(), *sel = json_object();
+	char hash[2 * OPD_CONFIG_HASH_LEN + 1];
+	unsigned char b64[4 * ((OPD_SIGN_SIG_LEN + 2) / 3) + 1];
+	char *text;
+
+	opd_hex_encode(v->hash, OPD_CONFIG_HASH_LEN, hash);
+	EVP_EncodeBlock(b64, v->signature, (int)v->signature_len);
+	for (size_t i = 0; i < v->selector.n; i++)
+		json_object_set_new(sel, v->selector.v[i].key, json_string(v->selector.v[i].value));
+	json_object_set_new(o, "name", json_string(v->name));
+	json_object_set_new(o, "version", json_integer((json_int_t)v->version));
+	json_object_set_new(o, "config_hash", json_string(hash));
+	json_object_set_new(o, "selector", sel);
+	json_object_set_new(o, "priority", json_integer(priority));
+	json_object_set_new(o, "term", json_integer((json_int_t)v->term));
+	json_object_set_new(o, "hlc_wall_ms", json_integer((json_int_t)v->created_ms));
+	json_object_set_new(o, "hlc_logical", json_integer(v->hlc_logical));
+	json_object_set_new(o, "key_id", json_string(v->key_id));
+	json_object_set_new(o, "algorithm", json_string("Ed25519"));
+	json_object_set_new(o, "signature", json_string((const char *)b64));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return text;
+}
+
 struct load_ctx {
 	struct opd_configs *c;
 	int rc;
@@ -90,25 +182,36 @@ static int load_one(void *data, const struct opd_config_info *info)
 	struct opd_configs *c = lc->c;
 	struct opd_version_info v = {0};
 	struct opd_active_config *ac;
+	int64_t priority;
 
 	lc->rc = opd_store_get_version(&c->store, info->name, info->active_version, &v);
 	if (lc->rc != 0)
 		return 1;
+	priority = published_priority(&v, info);
+	/* Never offer a version whose origin we cannot prove (a tampered row, an unknown key). */
+	if (!opd_configs_verify(c, &v, info)) {
+		c->unverified++;
+		log_error("refusing to serve config=%s version=%llu: its signature does not verify "
+			  "(key_id=\"%s\")",
+			  info->name, (unsigned long long)v.version, v.key_id ? v.key_id : "");
+		opd_version_info_fini(&v);
+		return 0;
+	}
 	c->active = opd_xrealloc(c->active, (c->n_active + 1) * sizeof *c->active);
 	ac = &c->active[c->n_active++];
 	*ac = (struct opd_active_config){0};
 	ac->name = opd_xstrdup(info->name);
-	opd_kvs_copy(&ac->selector, &info->selector);
-	ac->priority = info->priority;
+	opd_kvs_copy(&ac->selector, &v.selector);
+	ac->priority = priority;
 	ac->version = v.version;
 	memcpy(ac->hash, v.hash, sizeof ac->hash);
 	ac->config_pb = pack_config_map(&v.files, &ac->config_len);
+	ac->signature_msg = signature_json(&v, priority);
 	opd_version_info_fini(&v);
 	return 0;
 }
 
-/* Rebuild the in-memory active set from the store. Configurations are few and change rarely. */
-static int reload(struct opd_configs *c)
+void opd_configs_reload(struct opd_configs *c)
 {
 	struct load_ctx lc = {c, 0};
 	int rc;
@@ -117,20 +220,19 @@ static int reload(struct opd_configs *c)
 	rc = opd_store_foreach_config(&c->store, load_one, &lc);
 	if (rc == 0)
 		rc = lc.rc;
-	if (rc != 0) {
-		opd_errmsg_printf(c->errmsg, "load configurations: %s",
-				  opd_store_errmsg(&c->store));
-		return rc;
-	}
+	if (rc != 0)
+		log_error("load configurations: %s", opd_store_errmsg(&c->store));
 	if (c->n_active > 1)
 		qsort(c->active, c->n_active, sizeof *c->active, active_cmp);
-	return 0;
 }
 
-static void notify(struct opd_configs *c)
+/* The state machine applied a change (on every node): serve it. */
+static void on_applied(void *data, const struct opd_apply_result *res)
 {
-	if (reload(c) != 0)
-		log_error("%s", c->errmsg);
+	struct opd_configs *c = data;
+
+	(void)res;
+	opd_configs_reload(c);
 	if (c->changed != NULL)
 		c->changed(c->changed_data);
 }
@@ -144,41 +246,268 @@ int opd_configs_open(struct opd_configs *c, const char *path, const struct opd_c
 		opd_store_close(&c->store);
 		return OPD_ESTORE;
 	}
-	if (reload(c) != 0) {
-		opd_configs_close(c);
+	if (opd_fsm_init(&c->fsm, &c->store) != 0) {
+		opd_errmsg_printf(c->errmsg, "%s", c->fsm.errmsg);
+		opd_store_close(&c->store);
 		return OPD_ESTORE;
 	}
+	c->fsm.changed = on_applied;
+	c->fsm.changed_data = c;
+	c->hlc = c->fsm.hlc;
+	opd_configs_reload(c);
 	return 0;
 }
 
 void opd_configs_close(struct opd_configs *c)
 {
+	struct opd_pending_write *w = c->pending, *next;
+
+	/* The node is closed first; anything left never reached raft's callbacks. */
+	for (; w != NULL; w = next) {
+		next = w->next;
+		free(w);
+	}
+	c->pending = NULL;
 	active_clear(c);
+	opd_fsm_fini(&c->fsm);
 	opd_store_close(&c->store);
 }
 
-int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
-			struct opd_put_result *out, uint8_t hash[OPD_CONFIG_HASH_LEN],
-			struct opd_validation_error *verr)
+/* ---- writes ---- */
+
+void opd_configs_ensure_key(struct opd_configs *c);
+
+static void result_init(struct opd_write_result *r, int status)
 {
-	struct opd_kvs selector;
-	struct opd_files files;
-	struct opd_put_version in;
+	*r = (struct opd_write_result){.status = status};
+}
+
+static int writable(struct opd_configs *c)
+{
+	return c->node == NULL || opd_node_writable(c->node);
+}
+
+static void pending_unlink(struct opd_configs *c, struct opd_pending_write *w)
+{
+	for (struct opd_pending_write **pp = &c->pending; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			return;
+		}
+	}
+}
+
+static uint64_t pending_max_version(const struct opd_configs *c, const char *name)
+{
+	uint64_t max = 0;
+
+	for (const struct opd_pending_write *w = c->pending; w != NULL; w = w->next)
+		if (w->kind == WRITE_PUBLISH && strcmp(w->name, name) == 0 && w->version > max)
+			max = w->version;
+	return max;
+}
+
+static int has_pending(const struct opd_configs *c, const char *name)
+{
+	for (const struct opd_pending_write *w = c->pending; w != NULL; w = w->next)
+		if (strcmp(w->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Fill res from the state machine's result for this write. */
+static void finish(struct opd_pending_write *w, int status, const struct opd_apply_result *ar)
+{
+	struct opd_configs *c = w->c;
+	struct opd_write_result res;
+	struct opd_config_info info = {0};
+	struct opd_version_info v = {0};
+
+	result_init(&res, status);
+	if (status == 0 && ar != NULL) {
+		snprintf(res.message, sizeof res.message, "%s", ar->message);
+		switch (ar->status) {
+		case OPD_APPLY_OK:
+			break;
+		case OPD_APPLY_DUPLICATE:
+			/* A retry gets the first attempt's answer, "created" included. */
+			res.duplicate = 1;
+			break;
+		case OPD_APPLY_CONFLICT:
+			res.status = OPD_ECONFLICT;
+			break;
+		case OPD_APPLY_NOT_FOUND:
+			res.status = OPD_ENOTFOUND;
+			break;
+		case OPD_APPLY_INVALID:
+			res.status = OPD_EINVAL;
+			break;
+		}
+		res.version = ar->version;
+		res.created = ar->created || (res.duplicate && ar->version > 0);
+	}
+	if (res.status == 0) {
+		if (w->kind == WRITE_PUBLISH) {
+			if (res.duplicate &&
+			    opd_store_get_version(&c->store, w->name, res.version, &v) == 0)
+				memcpy(res.hash, v.hash, OPD_CONFIG_HASH_LEN);
+			else
+				memcpy(res.hash, w->hash, OPD_CONFIG_HASH_LEN);
+		} else if (w->kind == WRITE_ROLLBACK &&
+			   opd_store_get_config(&c->store, w->name, &info) == 0) {
+			res.version = info.active_version;
+			memcpy(res.hash, info.active_hash, OPD_CONFIG_HASH_LEN);
+		}
+	}
+	opd_version_info_fini(&v);
+	opd_config_info_fini(&info);
+	pending_unlink(c, w);
+	if (w->cb != NULL)
+		w->cb(w->data, &res);
+	free(w);
+}
+
+static void proposed(void *data, int status, const struct opd_apply_result *res)
+{
+	finish(data, status, res);
+}
+
+/*
+ * Stamp, frame and submit a command. With a node it goes through raft; the
+ * callback runs once applied. Without one (tests), the state machine applies
+ * it at once: the same apply as on every replica.
+ */
+static int submit(struct opd_configs *c, opd_cmd *cmd, struct opd_pending_write *w)
+{
+	struct opd_buf payload;
 	int rc;
 
-	*verr = (struct opd_validation_error){0};
+	opd_buf_init(&payload);
+	rc = opd_cmd_encode(cmd, &payload);
+	if (rc != 0) {
+		opd_buf_fini(&payload);
+		free(w);
+		return rc;
+	}
+	w->next = c->pending;
+	c->pending = w;
+	if (c->node != NULL) {
+		rc = opd_node_propose(c->node, opd_buf_rptr(&payload), opd_buf_avail(&payload),
+				      proposed, w);
+		if (rc != 0) {
+			pending_unlink(c, w);
+			free(w);
+		}
+	} else {
+		struct raft_buffer buf = {(void *)opd_buf_rptr(&payload), opd_buf_avail(&payload)};
+		void *result = NULL;
+		uint64_t index = opd_fsm_applied_index(&c->fsm) + 1;
+
+		if (c->fsm.raft.apply(&c->fsm.raft, &buf, &result) != 0)
+			fatal("direct apply failed: %s", c->fsm.errmsg);
+		finish(w, 0, opd_fsm_result(&c->fsm, index));
+	}
+	opd_buf_fini(&payload);
+	return rc;
+}
+
+static void stamp(struct opd_configs *c, opd_cmd *cmd, const uint8_t *request_id,
+		  const char *actor)
+{
+	struct opd_hlc now;
+
+	/* Monotonic across leaders: what was applied (by anyone) comes before what we stamp. */
+	opd_hlc_observe(&c->hlc, c->fsm.hlc);
+	now = opd_hlc_now(&c->hlc, opd_clock_wall(c->clock));
+	cmd->request_id.data = (uint8_t *)request_id;
+	cmd->request_id.len = request_id ? OPD_REQUEST_ID_LEN : 0;
+	cmd->hlc_wall_ms = now.wall_ms;
+	cmd->hlc_logical = now.logical;
+	cmd->actor = (char *)(actor ? actor : "");
+	cmd->term = c->node ? opd_node_term(c->node) : 1;
+}
+
+static struct opd_pending_write *pending_new(struct opd_configs *c, enum write_kind kind,
+					     const char *name, opd_configs_cb cb, void *data)
+{
+	struct opd_pending_write *w = opd_xcalloc(1, sizeof *w);
+
+	w->c = c;
+	w->kind = kind;
+	snprintf(w->name, sizeof w->name, "%s", name ? name : "");
+	w->cb = cb;
+	w->data = data;
+	return w;
+}
+
+/* A request id applied before: answer with its first result, propose nothing. */
+static int answer_duplicate(struct opd_configs *c, enum write_kind kind, const char *name,
+			    const uint8_t *request_id, opd_configs_cb cb, void *data)
+{
+	struct opd_request_record rec;
+	struct opd_apply_result ar = {0};
+	struct opd_pending_write *w;
+
+	if (request_id == NULL ||
+	    opd_store_get_request(&c->store, request_id, OPD_REQUEST_ID_LEN, &rec) != 0)
+		return 0;
+	w = pending_new(c, kind, name, cb, data);
+	ar.status = OPD_APPLY_DUPLICATE;
+	ar.version = rec.version;
+	if (rec.status != OPD_APPLY_OK && rec.status != OPD_APPLY_DUPLICATE)
+		ar.status = (enum opd_apply_status)rec.status;
+	finish(w, 0, &ar);
+	return 1;
+}
+
+static Opampd__V1__Pair **pairs_of(const struct opd_kvs *kvs, Opampd__V1__Pair *store)
+{
+	Opampd__V1__Pair **ptrs = opd_xcalloc(kvs->n ? kvs->n : 1, sizeof *ptrs);
+
+	for (size_t i = 0; i < kvs->n; i++) {
+		opampd__v1__pair__init(&store[i]);
+		store[i].key = kvs->v[i].key;
+		store[i].value = kvs->v[i].value;
+		ptrs[i] = &store[i];
+	}
+	return ptrs;
+}
+
+int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
+			const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data)
+{
+	struct opd_write_result res;
+	struct opd_config_info info = {0};
+	struct opd_kvs selector;
+	struct opd_files files;
+	struct opd_pending_write *w;
+	int rc, have;
+
+	result_init(&res, OPD_EINVAL);
 	if (!opd_validate_name(p->name)) {
-		opd_errmsg_printf(verr->message,
+		opd_errmsg_printf(res.verr.message,
 				  "invalid configuration name: use 1 to %d of [A-Za-z0-9._-], "
 				  "not starting with '.'",
 				  OPD_MAX_CONFIG_NAME);
-		return OPD_EINVAL;
+		cb(data, &res);
+		return 0;
 	}
-	if (opd_validate_selector(p->selector, verr) != 0 ||
-	    opd_validate_files(p->files, verr) != 0)
-		return OPD_EINVAL;
+	if (opd_validate_selector(p->selector, &res.verr) != 0 ||
+	    opd_validate_files(p->files, &res.verr) != 0) {
+		cb(data, &res);
+		return 0;
+	}
+	if (!writable(c))
+		return OPD_ENOTLEADER;
+	if (answer_duplicate(c, WRITE_PUBLISH, p->name, request_id, cb, data))
+		return 0;
+	/*
+	 * The key that signs this version must be in the replicated state before
+	 * the version is applied, or no node could verify it: log order does it.
+	 */
+	opd_configs_ensure_key(c);
 
-	/* Canonical order for hashing and storage; the caller's arrays stay untouched. */
+	/* Canonical order for hashing, signing and storage; the caller's arrays stay untouched. */
 	opd_kvs_copy(&selector, p->selector);
 	opd_kvs_sort(&selector);
 	opd_files_init(&files);
@@ -188,50 +517,180 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 	}
 	opd_files_sort(&files);
 
-	in = (struct opd_put_version){
-	    .name = p->name,
-	    .selector = &selector,
-	    .priority = p->priority,
-	    .files = &files,
-	    .message = p->message ? p->message : "",
-	    .actor = p->actor ? p->actor : "",
-	    .ts_ms = opd_clock_wall(c->clock),
-	};
-	opd_config_hash(&files, in.hash);
-	rc = opd_store_put_version(&c->store, &in, out);
-	if (rc == 0) {
-		memcpy(hash, in.hash, OPD_CONFIG_HASH_LEN);
-		if (out->created)
-			notify(c);
-	} else {
-		opd_errmsg_printf(c->errmsg, "%s", opd_store_errmsg(&c->store));
+	w = pending_new(c, WRITE_PUBLISH, p->name, cb, data);
+	opd_config_hash(&files, w->hash);
+	have = opd_store_get_config(&c->store, p->name, &info) == 0;
+	if (have && !has_pending(c, p->name) &&
+	    memcmp(info.active_hash, w->hash, OPD_CONFIG_HASH_LEN) == 0 &&
+	    info.priority == p->priority && opd_kvs_equal(&info.selector, &selector)) {
+		/* Nothing would change: answer with the active version, write nothing. */
+		struct opd_apply_result ar = {.status = OPD_APPLY_OK, .version = info.active_version};
+		opd_config_info_fini(&info);
+		opd_kvs_fini(&selector);
+		opd_files_fini(&files);
+		finish(w, 0, &ar);
+		return 0;
 	}
+	{
+		uint64_t latest = have ? info.latest_version : 0, inflight = pending_max_version(c, p->name);
+		w->version = (inflight > latest ? inflight : latest) + 1;
+	}
+	opd_config_info_fini(&info);
+	if (!have) {
+		/* A deleted name keeps its numbering: the store knows its latest version. */
+		uint64_t latest = opd_store_latest_version(&c->store, p->name);
+		uint64_t inflight = pending_max_version(c, p->name);
+		w->version = (inflight > latest ? inflight : latest) + 1;
+	}
+
+	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
+	Opampd__V1__PutVersion put = OPAMPD__V1__PUT_VERSION__INIT;
+	Opampd__V1__Pair *pair_store = opd_xcalloc(selector.n ? selector.n : 1, sizeof *pair_store);
+	Opampd__V1__File *file_store = opd_xcalloc(files.n ? files.n : 1, sizeof *file_store);
+	Opampd__V1__File **file_ptrs = opd_xcalloc(files.n ? files.n : 1, sizeof *file_ptrs);
+	uint8_t sig[OPD_SIGN_SIG_LEN];
+
+	stamp(c, &cmd, request_id, p->actor);
+	put.name = (char *)p->name;
+	put.n_selector = selector.n;
+	put.selector = pairs_of(&selector, pair_store);
+	put.priority = p->priority;
+	for (size_t i = 0; i < files.n; i++) {
+		opampd__v1__file__init(&file_store[i]);
+		file_store[i].name = files.v[i].name;
+		file_store[i].content_type = files.v[i].content_type;
+		file_store[i].body.data = files.v[i].body;
+		file_store[i].body.len = files.v[i].len;
+		file_ptrs[i] = &file_store[i];
+	}
+	put.n_files = files.n;
+	put.files = file_ptrs;
+	put.config_hash.data = w->hash;
+	put.config_hash.len = OPD_CONFIG_HASH_LEN;
+	put.message = (char *)(p->message ? p->message : "");
+	put.version = w->version;
+	if (c->signer != NULL) {
+		struct opd_version_record rec = {
+		    .name = p->name,
+		    .version = w->version,
+		    .config_hash = w->hash,
+		    .selector = &selector,
+		    .priority = p->priority,
+		    .term = cmd.term,
+		    .hlc_wall_ms = cmd.hlc_wall_ms,
+		    .hlc_logical = cmd.hlc_logical,
+		};
+		if (opd_signer_sign(c->signer, &rec, sig) != 0)
+			fatal("signing failed: %s", c->signer->errmsg);
+		put.signature.data = sig;
+		put.signature.len = sizeof sig;
+		put.key_id = (char *)c->signer->key_id;
+	}
+	cmd.op_case = OPAMPD__V1__COMMAND__OP_PUT_VERSION;
+	cmd.put_version = &put;
+	rc = submit(c, &cmd, w);
+	free(put.selector);
+	free(pair_store);
+	free(file_store);
+	free(file_ptrs);
 	opd_kvs_fini(&selector);
 	opd_files_fini(&files);
-	return rc;
+	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
 }
 
 int opd_configs_rollback(struct opd_configs *c, const char *name, uint64_t version,
-			 const char *actor)
+			 const char *actor, const uint8_t request_id[OPD_REQUEST_ID_LEN],
+			 opd_configs_cb cb, void *data)
 {
-	int rc = opd_store_set_active(&c->store, name, version, actor, opd_clock_wall(c->clock));
+	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
+	Opampd__V1__SetActive op = OPAMPD__V1__SET_ACTIVE__INIT;
+	int rc;
 
-	if (rc == 0)
-		notify(c);
-	else if (rc != OPD_ENOTFOUND)
-		opd_errmsg_printf(c->errmsg, "%s", opd_store_errmsg(&c->store));
-	return rc;
+	if (!writable(c))
+		return OPD_ENOTLEADER;
+	if (answer_duplicate(c, WRITE_ROLLBACK, name, request_id, cb, data))
+		return 0;
+	stamp(c, &cmd, request_id, actor);
+	op.name = (char *)name;
+	op.version = version;
+	cmd.op_case = OPAMPD__V1__COMMAND__OP_SET_ACTIVE;
+	cmd.set_active = &op;
+	rc = submit(c, &cmd, pending_new(c, WRITE_ROLLBACK, name, cb, data));
+	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
 }
 
-int opd_configs_delete(struct opd_configs *c, const char *name, const char *actor)
+int opd_configs_delete(struct opd_configs *c, const char *name, const char *actor,
+		       const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data)
 {
-	int rc = opd_store_delete(&c->store, name, actor, opd_clock_wall(c->clock));
+	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
+	Opampd__V1__DeleteConfig op = OPAMPD__V1__DELETE_CONFIG__INIT;
+	int rc;
 
-	if (rc == 0)
-		notify(c);
-	else if (rc != OPD_ENOTFOUND)
-		opd_errmsg_printf(c->errmsg, "%s", opd_store_errmsg(&c->store));
-	return rc;
+	if (!writable(c))
+		return OPD_ENOTLEADER;
+	if (answer_duplicate(c, WRITE_DELETE, name, request_id, cb, data))
+		return 0;
+	stamp(c, &cmd, request_id, actor);
+	op.name = (char *)name;
+	cmd.op_case = OPAMPD__V1__COMMAND__OP_DELETE_CONFIG;
+	cmd.delete_config = &op;
+	rc = submit(c, &cmd, pending_new(c, WRITE_DELETE, name, cb, data));
+	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
+}
+
+int opd_configs_set_member(struct opd_configs *c, uint64_t id, const char *raft_address,
+			   const char *admin_url, opd_configs_cb cb, void *data)
+{
+	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
+	Opampd__V1__SetMember op = OPAMPD__V1__SET_MEMBER__INIT;
+	int rc;
+
+	if (!writable(c))
+		return OPD_ENOTLEADER;
+	stamp(c, &cmd, NULL, "admin");
+	op.id = id;
+	op.raft_address = (char *)(raft_address ? raft_address : "");
+	op.admin_url = (char *)(admin_url ? admin_url : "");
+	cmd.op_case = OPAMPD__V1__COMMAND__OP_SET_MEMBER;
+	cmd.set_member = &op;
+	rc = submit(c, &cmd, pending_new(c, WRITE_MEMBER, "", cb, data));
+	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
+}
+
+static void key_added(void *data, const struct opd_write_result *res)
+{
+	struct opd_configs *c = data;
+
+	if (res->status != 0)
+		log_warn("registering signing key key_id=%s failed: %s", c->signer->key_id,
+			 res->message[0] ? res->message : opd_strerror(res->status));
+	else
+		log_info("signing key registered key_id=%s", c->signer->key_id);
+}
+
+void opd_configs_ensure_key(struct opd_configs *c)
+{
+	struct opd_signing_key active;
+	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
+	Opampd__V1__AddSigningKey op = OPAMPD__V1__ADD_SIGNING_KEY__INIT;
+
+	if (c->signer == NULL || !writable(c))
+		return;
+	if (opd_store_active_signing_key(&c->store, &active) == 0 &&
+	    strcmp(active.key_id, c->signer->key_id) == 0)
+		return;
+	for (const struct opd_pending_write *w = c->pending; w != NULL; w = w->next)
+		if (w->kind == WRITE_KEY)
+			return;
+	stamp(c, &cmd, NULL, "opampd");
+	op.key_id = (char *)c->signer->key_id;
+	op.public_key.data = (uint8_t *)c->signer->public_key;
+	op.public_key.len = OPD_SIGN_PUBLIC_LEN;
+	op.activate = 1;
+	cmd.op_case = OPAMPD__V1__COMMAND__OP_ADD_SIGNING_KEY;
+	cmd.add_signing_key = &op;
+	if (submit(c, &cmd, pending_new(c, WRITE_KEY, "", key_added, c)) != 0)
+		log_warn("could not propose the signing key (not writable)");
 }
 
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out)
@@ -250,6 +709,10 @@ int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_des
 		    .hash_len = sizeof ac->hash,
 		    .config_pb = ac->config_pb,
 		    .config_len = ac->config_len,
+		    .signature_capability = OPD_SIGNATURE_CAPABILITY,
+		    .signature_type = OPD_SIGNATURE_MESSAGE_TYPE,
+		    .signature_msg = (const uint8_t *)ac->signature_msg,
+		    .signature_len = ac->signature_msg ? strlen(ac->signature_msg) : 0,
 		};
 		return 0;
 	}

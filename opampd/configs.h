@@ -1,29 +1,57 @@
 /*
  * The configuration service: the single place that writes configurations and
- * answers "which configuration does this agent want". Today it writes the
- * node-local store directly; with Raft (issue #3) the same calls become
- * proposals applied by the state machine, and the callers do not change.
+ * answers "which configuration does this agent want".
  *
- * It keeps the active version of every configuration in memory, ordered by
- * priority (highest first, ties by name), with the packed AgentConfigMap
- * ready to send, so matching an agent costs no I/O.
+ * Writes go through Raft: on the leader a request is validated, given its
+ * version number (latest + 1, counting versions still in flight), stamped with
+ * the hybrid logical clock and the term, signed, framed as a command and
+ * proposed; the callback runs once the entry is applied (or the outcome is
+ * unknown). Without a node (unit tests) the same command is applied directly
+ * through the state machine, so the code path after proposing is the same.
+ *
+ * Reads come from the local store. The active version of every configuration
+ * is kept in memory, ordered by priority (highest first, ties by name), with
+ * the packed AgentConfigMap ready to send and its signature checked: a version
+ * whose signature does not verify is never offered to agents.
  */
 #ifndef OPD_CONFIGS_H
 #define OPD_CONFIGS_H
 
 #include "clock.h"
+#include "fsm.h"
+#include "hlc.h"
 #include "registry.h"
+#include "sign.h"
 #include "store.h"
 #include "validate.h"
 
+struct opd_node;
 struct opd_active_config; /* private */
+struct opd_pending_write; /* private */
+
+#define OPD_REQUEST_ID_LEN 16
+
+/*
+ * Agents announcing this custom capability receive, next to each remote
+ * config, a CustomMessage (type OPD_SIGNATURE_MESSAGE_TYPE) whose data is a
+ * JSON object with every field of the signed version record, the key id and
+ * the Ed25519 signature (base64): enough to verify it (see README).
+ */
+#define OPD_SIGNATURE_CAPABILITY "io.opampd.config-signature"
+#define OPD_SIGNATURE_MESSAGE_TYPE "config-signature"
 
 struct opd_configs {
 	struct opd_store store;
+	struct opd_fsm fsm;
+	struct opd_node *node;            /* borrowed; NULL: apply directly (tests) */
+	const struct opd_signer *signer;  /* borrowed; signs new versions on the leader */
 	const struct opd_clock *clock;
+	struct opd_hlc hlc;               /* this node's clock for stamping commands */
 	struct opd_active_config *active; /* owned array, sorted by priority desc, name asc */
 	size_t n_active;
-	/* Called after every successful change (publish, rollback, delete). */
+	struct opd_pending_write *pending; /* proposals in flight (leader) */
+	uint64_t unverified;               /* active versions refused: bad or missing signature */
+	/* Called after every applied change of configurations. */
 	void (*changed)(void *data);
 	void *changed_data;
 	char errmsg[OPD_ERRMSG_SIZE];
@@ -39,25 +67,63 @@ struct opd_publish {
 	const char *actor;
 };
 
-/* Open the store at path (":memory:" for tests) and load the active configurations. */
+/* The outcome of a write. */
+struct opd_write_result {
+	/*
+	 * 0 applied; OPD_EINVAL refused before proposing (verr says why);
+	 * OPD_ENOTFOUND / OPD_ECONFLICT refused by the state machine;
+	 * OPD_ENOTLEADER leadership lost: outcome unknown, retry with the same
+	 * request id; OPD_ECANCELED shutting down; OPD_ESTORE local fault.
+	 */
+	int status;
+	uint64_t version;
+	int created; /* publish: 0 when identical to the active version */
+	int duplicate; /* the request id was applied before: this is its result */
+	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	char message[256];
+	struct opd_validation_error verr;
+};
+
+typedef void (*opd_configs_cb)(void *data, const struct opd_write_result *res);
+
+/* Open the store at path (":memory:" for tests) and the state machine over it. */
 int opd_configs_open(struct opd_configs *c, const char *path, const struct opd_clock *clock)
-    __attribute__((warn_unused_result));
+	__attribute__((warn_unused_result));
 void opd_configs_close(struct opd_configs *c);
 
 /*
- * Validate and publish. Returns 0 with *out filled; OPD_EINVAL with *verr
- * filled when the input is refused (nothing is stored); OPD_ESTORE.
+ * The writes. Each returns 0 when cb will run (possibly before the call
+ * returns), or OPD_ENOTLEADER when this node cannot write now (cb never runs).
+ * request_id (16 bytes) makes a retry idempotent.
  */
 int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
-			struct opd_put_result *out, uint8_t hash[OPD_CONFIG_HASH_LEN],
-			struct opd_validation_error *verr);
-
-/* Rollback to an existing version. 0, OPD_ENOTFOUND, OPD_ESTORE. */
+			const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data);
 int opd_configs_rollback(struct opd_configs *c, const char *name, uint64_t version,
-			 const char *actor);
+			 const char *actor, const uint8_t request_id[OPD_REQUEST_ID_LEN],
+			 opd_configs_cb cb, void *data);
+int opd_configs_delete(struct opd_configs *c, const char *name, const char *actor,
+		       const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data);
 
-/* Delete a configuration. 0, OPD_ENOTFOUND, OPD_ESTORE. */
-int opd_configs_delete(struct opd_configs *c, const char *name, const char *actor);
+/* Record a member's addresses in the replicated state (SetMember). */
+int opd_configs_set_member(struct opd_configs *c, uint64_t id, const char *raft_address,
+			   const char *admin_url, opd_configs_cb cb, void *data);
+
+/*
+ * Make sure the signer's public key is registered (and active) in the
+ * replicated state; proposes AddSigningKey on the leader when it is not.
+ * Called when this node becomes leader.
+ */
+void opd_configs_ensure_key(struct opd_configs *c);
+
+/* Rebuild the in-memory active set after the store changed (apply, restore). */
+void opd_configs_reload(struct opd_configs *c);
+
+/*
+ * Verify a stored version's signature against the replicated public key.
+ * 1 verified, 0 not (missing signature, unknown key, or a bad signature).
+ */
+int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
+		       const struct opd_config_info *info);
 
 /* The registry port: desired configuration of agent a. 0 or OPD_ENOTFOUND. */
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out);

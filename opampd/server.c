@@ -26,6 +26,8 @@ void opd_server_options_default(struct opd_server_options *o)
 	    .heartbeat_s = 30,
 	    .http_timeout_factor = 3.0,
 	    .max_conns = 100000,
+	    .node_id = 1,
+	    .raft_listen = "127.0.0.1:4322",
 	};
 }
 
@@ -117,18 +119,39 @@ static int write_ready_file(struct opd_server *s)
 	return 0;
 }
 
+static void respond_admin(struct opd_conn *c, struct opd_admin_response *resp)
+{
+	opd_buf_append_byte(&resp->headers, 0);
+	opd_conn_respond(c, resp->status, resp->content_type,
+			 (const char *)opd_buf_rptr(&resp->headers), opd_buf_rptr(&resp->body),
+			 opd_buf_avail(&resp->body));
+}
+
+/* A deferred admin answer (applied write, forwarded request, merged agents). */
+static void admin_complete(void *data, void *conn, struct opd_admin_response *resp)
+{
+	(void)data;
+	respond_admin(conn, resp);
+}
+
 static void on_admin_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
 {
 	struct opd_server *s = data;
 	struct opd_admin_response resp;
 
 	opd_admin_response_init(&resp);
-	opd_admin_handle(&s->admin, req, &resp);
-	opd_buf_append_byte(&resp.headers, 0);
-	opd_conn_respond(c, resp.status, resp.content_type,
-			 (const char *)opd_buf_rptr(&resp.headers), opd_buf_rptr(&resp.body),
-			 opd_buf_avail(&resp.body));
+	if (opd_admin_handle(&s->admin, req, c, &resp) == 0)
+		respond_admin(c, &resp);
 	opd_admin_response_fini(&resp);
+}
+
+static void on_admin_close(void *data, struct opd_conn *c)
+{
+	struct opd_server *s = data;
+
+	opd_admin_conn_closed(&s->admin, c);
+	if (s->node != NULL)
+		opd_cluster_conn_closed(&s->cluster, c);
 }
 
 static void on_admin_ws(void *data, struct opd_conn *c, const uint8_t *p, size_t n)
@@ -162,6 +185,13 @@ static void on_listener_closed(struct opd_listener *l)
 	(void)l;
 }
 
+static void on_part_closed(void *data)
+{
+	struct opd_server *s = data;
+
+	s->closing--;
+}
+
 static void stop(struct opd_server *s)
 {
 	if (!s->started)
@@ -174,6 +204,9 @@ static void stop(struct opd_server *s)
 	uv_close((uv_handle_t *)&s->tick, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	s->closing = 2;
+	opd_cluster_close(&s->cluster, on_part_closed, s);
+	opd_node_close(s->node, on_part_closed, s);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -184,13 +217,56 @@ static void on_signal(uv_signal_t *h, int signum)
 	stop(s);
 }
 
+/* Parse "host:port" into the node's raft voter list entry for this node alone. */
+static int node_config(struct opd_server *s, struct opd_node_config *nc, char *raft_dir, size_t cap)
+{
+	const struct opd_server_options *o = &s->opt;
+
+	opd_node_config_default(nc);
+	snprintf(raft_dir, cap, "%s/raft", o->data_dir);
+	nc->id = o->node_id;
+	nc->address = o->raft_listen;
+	nc->dir = raft_dir;
+	if (o->n_voters == 0) {
+		nc->voters[0].id = o->node_id;
+		snprintf(nc->voters[0].address, sizeof nc->voters[0].address, "%s", o->raft_listen);
+		nc->voters[0].role = RAFT_VOTER;
+		nc->n_voters = 1;
+		return 0;
+	}
+	int self = 0;
+	for (size_t i = 0; i < o->n_voters; i++) {
+		nc->voters[i].id = o->voters[i].id;
+		snprintf(nc->voters[i].address, sizeof nc->voters[i].address, "%s",
+			 o->voters[i].raft_address);
+		nc->voters[i].role = RAFT_VOTER;
+		if (o->voters[i].id == o->node_id) {
+			self = 1;
+			if (strcmp(o->voters[i].raft_address, o->raft_listen) != 0) {
+				opd_errmsg_printf(s->errmsg,
+						  "--voter %llu says raft address %s but --raft-listen is %s",
+						  (unsigned long long)o->node_id,
+						  o->voters[i].raft_address, o->raft_listen);
+				return OPD_EINVAL;
+			}
+		}
+	}
+	nc->n_voters = o->n_voters;
+	if (!self) {
+		/* A node joining later (added through the admin API) starts with no voters of its own. */
+		nc->n_voters = 0;
+	}
+	return 0;
+}
+
 int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 {
 	struct opd_registry_settings rs;
 	struct opd_registry_ops ops;
 	struct opd_listener_limits lim;
 	struct opd_listener_handler admin_handler;
-	char path[4096];
+	struct opd_node_config nc;
+	char path[4096], raft_dir[4096], key_path[4096];
 	int rc;
 
 	memset(s, 0, sizeof *s);
@@ -203,9 +279,25 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		opd_errmsg_printf(s->errmsg, "%s: %s", o->data_dir, strerror(errno));
 		return OPD_EIO;
 	}
+	opd_admin_init(&s->admin);
 	rc = load_token(s);
 	if (rc != 0)
 		return rc;
+
+	/* One key signs every version; a cluster's voters all load the same file. */
+	if (o->signing_key != NULL)
+		snprintf(key_path, sizeof key_path, "%s", o->signing_key);
+	else
+		snprintf(key_path, sizeof key_path, "%s/signing.key", o->data_dir);
+	rc = opd_signer_load(&s->signer, key_path, o->n_voters <= 1);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s%s", s->signer.errmsg,
+				  o->n_voters > 1 ? " (a cluster needs the same --signing-key file on "
+						    "every voter: create one with opampd keygen FILE)"
+						  : "");
+		return rc;
+	}
+	opd_admin_peer_token(&s->signer, s->admin.peer_token);
 	uv_loop_init(&s->loop);
 
 	snprintf(path, sizeof path, "%s/configs.db", o->data_dir);
@@ -214,8 +306,17 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		opd_errmsg_printf(s->errmsg, "%s", s->configs.errmsg);
 		return rc;
 	}
+	s->configs.signer = &s->signer;
 	s->configs.changed = configs_changed;
 	s->configs.changed_data = s;
+
+	rc = node_config(s, &nc, raft_dir, sizeof raft_dir);
+	if (rc != 0)
+		return rc;
+	rc = opd_node_start(&s->loop, &nc, &s->configs.fsm, &s->node, s->errmsg);
+	if (rc != 0)
+		return rc;
+	s->configs.node = s->node;
 
 	snprintf(s->endpoint_url, sizeof s->endpoint_url, "ws://%s:%d%s", o->opamp_host,
 		 o->opamp_port, OPD_OPAMP_PATH);
@@ -223,6 +324,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	rs.heartbeat_interval_s = o->heartbeat_s;
 	rs.http_timeout_factor = o->http_timeout_factor;
 	rs.endpoint = s->endpoint_url;
+	rs.custom_capabilities[0] = OPD_SIGNATURE_CAPABILITY;
 	ops = (struct opd_registry_ops){opd_configs_desired, new_uid, &s->configs};
 	opd_registry_init(&s->registry, &rs, &ops);
 
@@ -243,16 +345,21 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	s->admin.configs = &s->configs;
 	s->admin.registry = &s->registry;
 	s->admin.clock = &opd_clock_system;
+	s->admin.ops.complete = admin_complete;
+	rc = opd_cluster_init(&s->cluster, &s->loop, s->node, &s->configs, &s->admin, o->node_id,
+			      o->voters, o->n_voters);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "cluster client: %s", opd_strerror(rc));
+		return rc;
+	}
 
 	opd_listener_limits_default(&lim);
 	lim.max_conns = o->max_conns;
-	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent.
-	 */
+	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent. */
 	lim.ws_ping_ms = o->heartbeat_s * 1000;
 	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
 	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
-	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim,
-				&h);
+	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim, &h);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s", s->opamp.errmsg);
 		return rc;
@@ -262,7 +369,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 			 opd_listener_port(&s->opamp), OPD_OPAMP_PATH);
 	opd_listener_limits_default(&lim);
 	lim.max_conns = 1024;
-	admin_handler = (struct opd_listener_handler){on_admin_request, on_admin_ws, NULL, s};
+	admin_handler = (struct opd_listener_handler){on_admin_request, on_admin_ws, on_admin_close, s};
 	rc = opd_listener_start(&s->admin_listener, &s->loop, "admin", o->admin_host, o->admin_port,
 				&lim, &admin_handler);
 	if (rc != 0) {
@@ -283,9 +390,10 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 
 	if (o->ready_file != NULL && (rc = write_ready_file(s)) != 0)
 		return rc;
-	log_info("serving opamp=%s:%d%s admin=http://%s:%d data_dir=%s", o->opamp_host,
-		 opd_listener_port(&s->opamp), OPD_OPAMP_PATH, o->admin_host,
-		 opd_listener_port(&s->admin_listener), o->data_dir);
+	log_info("serving node=%llu opamp=%s:%d%s admin=http://%s:%d raft=%s data_dir=%s key_id=%s",
+		 (unsigned long long)o->node_id, o->opamp_host, opd_listener_port(&s->opamp),
+		 OPD_OPAMP_PATH, o->admin_host, opd_listener_port(&s->admin_listener),
+		 o->raft_listen, o->data_dir, s->signer.key_id);
 	return 0;
 }
 
@@ -295,8 +403,10 @@ int opd_server_run(struct opd_server *s)
 	/* Everything is closed: persist the last reports, release the rest. */
 	flush_agents(s);
 	opd_agentdb_close(&s->agentdb);
+	opd_admin_fini(&s->admin);
 	opd_registry_fini(&s->registry);
 	opd_configs_close(&s->configs);
+	opd_signer_fini(&s->signer);
 	if (uv_loop_close(&s->loop) != 0)
 		log_warn("loop closed with handles still open");
 	return 0;

@@ -10,6 +10,7 @@
 
 #include "admin.h"
 #include "agentdb.h"
+#include "cluster.h"
 #include "configs.h"
 #include "endpoint.h"
 #include "listener.h"
@@ -27,6 +28,11 @@ struct opd_server_options {
 	double http_timeout_factor; /* default 3 */
 	size_t max_conns;           /* default 100000 */
 	const char *ready_file;     /* written once listening; NULL = none */
+	uint64_t node_id;           /* default 1 */
+	const char *raft_listen;    /* raft host:port, default 127.0.0.1:4322 */
+	const char *signing_key;    /* default <data-dir>/signing.key (created for a single node) */
+	struct opd_cluster_member voters[OPD_NODE_MAX_VOTERS]; /* initial voters; none: this node alone */
+	size_t n_voters;
 };
 
 struct opd_server {
@@ -37,11 +43,15 @@ struct opd_server {
 	struct opd_agentdb agentdb;
 	struct opd_endpoint endpoint;
 	struct opd_admin admin;
+	struct opd_signer signer;
+	struct opd_node *node;
+	struct opd_cluster cluster;
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
 	uv_timer_t tick; /* registry sweep and agent persistence */
 	uv_signal_t sigterm, sigint;
 	int started;
+	int closing; /* handles still closing at shutdown */
 	char errmsg[OPD_ERRMSG_SIZE];
 };
 

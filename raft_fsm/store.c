@@ -272,6 +272,9 @@ void opd_version_info_fini(struct opd_version_info *v)
 	free(v->name);
 	free(v->message);
 	free(v->actor);
+	free(v->signature);
+	free(v->key_id);
+	opd_kvs_fini(&v->selector);
 	opd_files_fini(&v->files);
 	*v = (struct opd_version_info){0};
 }
@@ -427,12 +430,23 @@ static int write_version(struct opd_store *st, const struct opd_put_version *in,
 			return rc;
 	}
 	rc = run(st,
-		 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms) "
-		 "VALUES (?, ?, ?, ?, ?, ?)",
-		 "tubttu", in->name, version, (const void *)in->hash, (size_t)OPD_CONFIG_HASH_LEN,
-		 in->message, in->actor, in->ts_ms);
+		 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms, "
+		 "signature, key_id, term, hlc_logical, priority) "
+		 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		 "tubttubtuui", in->name, version, (const void *)in->hash,
+		 (size_t)OPD_CONFIG_HASH_LEN, in->message, in->actor, in->ts_ms,
+		 (const void *)in->signature, in->signature ? in->signature_len : (size_t)0,
+		 in->key_id, in->term, (uint64_t)in->hlc_logical, in->priority);
 	if (rc != 0)
 		return rc;
+	for (size_t i = 0; i < sel->n; i++) {
+		rc = run(st,
+			 "INSERT INTO config_version_selectors (name, version, key, value) "
+			 "VALUES (?, ?, ?, ?)",
+			 "tutt", in->name, version, sel->v[i].key, sel->v[i].value);
+		if (rc != 0)
+			return rc;
+	}
 	for (size_t i = 0; in->files != NULL && i < in->files->n; i++) {
 		const struct opd_file *f = &in->files->v[i];
 		rc = run(st,
@@ -466,6 +480,15 @@ int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in
 		rc = exists;
 		goto fail;
 	}
+	version = exists ? row.latest + 1 : 1;
+	if (in->version != 0 && in->version != version) {
+		opd_errmsg_printf(st->errmsg, "put %s: version %llu is not the next one (%llu)",
+				  in->name, (unsigned long long)in->version,
+				  (unsigned long long)version);
+		tx_rollback(st, nested);
+		rc = OPD_ECONFLICT;
+		goto done;
+	}
 	if (exists && (rc = unchanged(st, in, &row, &sel)) != 0) {
 		if (rc < 0)
 			goto fail;
@@ -475,7 +498,6 @@ int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in
 		out->created = 0;
 		goto done;
 	}
-	version = exists ? row.latest + 1 : 1;
 	if ((rc = write_version(st, in, &sel, exists, version)) != 0 ||
 	    (rc = tx_commit(st, nested)) != 0)
 		goto fail;
@@ -625,6 +647,28 @@ static int config_live(struct opd_store *st, const char *name)
 	return rc == 1 && !row.deleted ? 0 : OPD_ENOTFOUND;
 }
 
+static int load_version_selector(struct opd_store *st, const char *name, uint64_t version,
+				 struct opd_kvs *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt,
+		   "SELECT key, value FROM config_version_selectors WHERE name = ? AND version = ? "
+		   "ORDER BY key, value",
+		   "tu", name, version);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		char *k = col_strdup(stmt, 0), *v = col_strdup(stmt, 1);
+		opd_kvs_add(out, k, v);
+		free(k);
+		free(v);
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
 static int fill_version(struct opd_store *st, sqlite3_stmt *stmt, struct opd_version_info *out)
 {
 	struct opd_version_info v = {0};
@@ -634,7 +678,17 @@ static int fill_version(struct opd_store *st, sqlite3_stmt *stmt, struct opd_ver
 	v.message = col_strdup(stmt, 3);
 	v.actor = col_strdup(stmt, 4);
 	v.created_ms = col_u64(stmt, 5);
-	if (col_hash(st, stmt, 2, v.hash) != 0) {
+	v.signature_len = (size_t)sqlite3_column_bytes(stmt, 6);
+	if (v.signature_len > 0)
+		v.signature = opd_xmemdup(sqlite3_column_blob(stmt, 6), v.signature_len);
+	v.key_id = col_strdup(stmt, 7);
+	v.term = col_u64(stmt, 8);
+	v.hlc_logical = (uint32_t)sqlite3_column_int64(stmt, 9);
+	v.has_priority = sqlite3_column_type(stmt, 10) != SQLITE_NULL;
+	v.priority = sqlite3_column_int64(stmt, 10);
+	opd_kvs_init(&v.selector);
+	if (col_hash(st, stmt, 2, v.hash) != 0 ||
+	    load_version_selector(st, v.name, v.version, &v.selector) != 0) {
 		opd_version_info_fini(&v);
 		return OPD_ESTORE;
 	}
@@ -643,7 +697,8 @@ static int fill_version(struct opd_store *st, sqlite3_stmt *stmt, struct opd_ver
 }
 
 #define VERSION_COLUMNS                                                                            \
-	"SELECT name, version, hash, message, actor, created_ms FROM config_versions "
+	"SELECT name, version, hash, message, actor, created_ms, signature, key_id, term, "        \
+	"hlc_logical, priority FROM config_versions "
 
 int opd_store_foreach_version(struct opd_store *st, const char *name,
 			      int (*cb)(void *data, const struct opd_version_info *v), void *data)
@@ -694,6 +749,15 @@ static int load_files(struct opd_store *st, const char *name, uint64_t version,
 	return rc;
 }
 
+uint64_t opd_store_latest_version(struct opd_store *st, const char *name)
+{
+	struct config_row row;
+
+	if (name == NULL || load_config_row(st, name, &row) != 1)
+		return 0;
+	return row.latest;
+}
+
 int opd_store_get_version(struct opd_store *st, const char *name, uint64_t version,
 			  struct opd_version_info *out)
 {
@@ -721,6 +785,582 @@ int opd_store_get_version(struct opd_store *st, const char *name, uint64_t versi
 	}
 	*out = v;
 	return 0;
+}
+
+int opd_store_set_selector(struct opd_store *st, const char *name, const struct opd_kvs *selector,
+			   const int64_t *priority, const char *actor, uint64_t ts_ms)
+{
+	struct config_row row;
+	struct opd_kvs sel;
+	struct opd_buf detail;
+	bool nested;
+	int rc;
+
+	if (selector == NULL && priority == NULL) {
+		opd_errmsg_printf(st->errmsg, "set selector: nothing to change");
+		return OPD_EINVAL;
+	}
+	if (name == NULL)
+		return OPD_ENOTFOUND;
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = load_config_row(st, name, &row)) <= 0 || row.deleted) {
+		tx_rollback(st, nested);
+		return rc < 0 ? rc : OPD_ENOTFOUND;
+	}
+	selector_canon(selector, &sel);
+	opd_buf_init(&detail);
+	rc = 0;
+	if (priority != NULL) {
+		opd_buf_appendf(&detail, "priority %lld", (long long)*priority);
+		rc = run(st, "UPDATE configs SET priority = ? WHERE name = ?", "it", *priority,
+			 name);
+	}
+	if (rc == 0 && selector != NULL) {
+		opd_buf_appendf(&detail, "%sselector", priority ? "; " : "");
+		rc = run(st, "DELETE FROM config_selectors WHERE name = ?", "t", name);
+		for (size_t i = 0; rc == 0 && i < sel.n; i++) {
+			opd_buf_appendf(&detail, " %s=%s", sel.v[i].key, sel.v[i].value);
+			rc = run(st,
+				 "INSERT INTO config_selectors (name, key, value) VALUES (?, ?, ?)",
+				 "ttt", name, sel.v[i].key, sel.v[i].value);
+		}
+	}
+	opd_buf_append_byte(&detail, '\0');
+	if (rc == 0)
+		rc = run(st, "UPDATE configs SET updated_ms = ? WHERE name = ?", "ut", ts_ms, name);
+	if (rc == 0)
+		rc = audit(st, ts_ms, actor, "selector", name, row.active,
+			   (const char *)opd_buf_rptr(&detail));
+	if (rc == 0)
+		rc = tx_commit(st, nested);
+	if (rc != 0) {
+		opd_errmsg_wrapf(st->errmsg, "set selector %s", name);
+		tx_rollback(st, nested);
+	}
+	opd_buf_fini(&detail);
+	opd_kvs_fini(&sel);
+	return rc;
+}
+
+static int key_id_ok(const char *key_id)
+{
+	return key_id != NULL && key_id[0] != '\0' && strlen(key_id) <= OPD_STORE_KEY_ID_MAX;
+}
+
+static void fill_signing_key(sqlite3_stmt *stmt, struct opd_signing_key *k)
+{
+	const unsigned char *id = sqlite3_column_text(stmt, 0);
+	const void *pk = sqlite3_column_blob(stmt, 1);
+
+	*k = (struct opd_signing_key){0};
+	/* The CHECK constraints and key_id_ok() bound both columns. */
+	snprintf(k->key_id, sizeof k->key_id, "%s", id ? (const char *)id : "");
+	if (pk != NULL && sqlite3_column_bytes(stmt, 1) == OPD_STORE_PUBLIC_KEY_LEN)
+		memcpy(k->public_key, pk, OPD_STORE_PUBLIC_KEY_LEN);
+	k->active = sqlite3_column_int(stmt, 2) != 0;
+	k->added_ms = col_u64(stmt, 3);
+	k->retired_ms = col_u64(stmt, 4); /* NULL reads as 0 */
+}
+
+#define KEY_COLUMNS "SELECT key_id, public_key, active, added_ms, retired_ms FROM signing_keys "
+
+static int get_key(struct opd_store *st, const char *sql, const char *key_id,
+		   struct opd_signing_key *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, sql, key_id ? "t" : "", key_id)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		fill_signing_key(stmt, out);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = OPD_ENOTFOUND;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_get_signing_key(struct opd_store *st, const char *key_id, struct opd_signing_key *out)
+{
+	if (!key_id_ok(key_id))
+		return OPD_ENOTFOUND;
+	return get_key(st, KEY_COLUMNS "WHERE key_id = ?", key_id, out);
+}
+
+int opd_store_active_signing_key(struct opd_store *st, struct opd_signing_key *out)
+{
+	return get_key(st, KEY_COLUMNS "WHERE active = 1 ORDER BY key_id LIMIT 1", NULL, out);
+}
+
+int opd_store_foreach_signing_key(struct opd_store *st,
+				  int (*cb)(void *data, const struct opd_signing_key *k),
+				  void *data)
+{
+	struct opd_signing_key k;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, KEY_COLUMNS "ORDER BY key_id", "")) != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		fill_signing_key(stmt, &k);
+		if ((rc = cb(data, &k)) != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_add_signing_key(struct opd_store *st, const char *key_id, const uint8_t *public_key,
+			      size_t len, int activate, const char *actor, uint64_t ts_ms)
+{
+	struct opd_signing_key old;
+	bool nested;
+	int rc;
+
+	if (!key_id_ok(key_id) || public_key == NULL || len != OPD_STORE_PUBLIC_KEY_LEN) {
+		opd_errmsg_printf(st->errmsg, "add key: bad key id or key length %zu", len);
+		return OPD_EINVAL;
+	}
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	rc = opd_store_get_signing_key(st, key_id, &old);
+	if (rc == 0) {
+		opd_errmsg_printf(st->errmsg, "add key: %s already known", key_id);
+		tx_rollback(st, nested);
+		return OPD_ECONFLICT;
+	}
+	if (rc != OPD_ENOTFOUND)
+		goto fail;
+	if (activate && (rc = run(st, "UPDATE signing_keys SET active = 0", "")) != 0)
+		goto fail;
+	if ((rc = run(st,
+		      "INSERT INTO signing_keys (key_id, public_key, active, added_ms, retired_ms) "
+		      "VALUES (?, ?, ?, ?, NULL)",
+		      "tbiu", key_id, (const void *)public_key, len, (int64_t)(activate != 0),
+		      ts_ms)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "key-add", key_id, 0, activate ? "active" : "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0)
+		goto fail;
+	return 0;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "add key %s", key_id);
+	tx_rollback(st, nested);
+	return rc;
+}
+
+int opd_store_retire_signing_key(struct opd_store *st, const char *key_id, const char *actor,
+				 uint64_t ts_ms)
+{
+	struct opd_signing_key old;
+	bool nested;
+	int rc;
+
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = opd_store_get_signing_key(st, key_id, &old)) != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	if (old.retired_ms != 0) {
+		tx_rollback(st, nested);
+		return OPD_ECONFLICT;
+	}
+	/* retired_ms 0 means "not retired": a command stamped at 0 still retires the key. */
+	if ((rc = run(st,
+		      "UPDATE signing_keys SET active = 0, retired_ms = max(?, 1) WHERE key_id = ?",
+		      "ut", ts_ms, key_id)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "key-retire", key_id, 0, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "retire key %s", key_id);
+		tx_rollback(st, nested);
+	}
+	return rc;
+}
+
+static int request_id_ok(const uint8_t *id, size_t len)
+{
+	return id != NULL && len > 0 && len <= OPD_STORE_REQUEST_ID_MAX;
+}
+
+int opd_store_get_request(struct opd_store *st, const uint8_t *id, size_t len,
+			  struct opd_request_record *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (!request_id_ok(id, len))
+		return OPD_EINVAL;
+	rc = query(st, &stmt, "SELECT op, name, version, status FROM requests WHERE request_id = ?",
+		   "b", (const void *)id, len);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		const unsigned char *name = sqlite3_column_text(stmt, 1);
+
+		*out = (struct opd_request_record){0};
+		out->op = sqlite3_column_int(stmt, 0);
+		snprintf(out->name, sizeof out->name, "%s", name ? (const char *)name : "");
+		out->version = col_u64(stmt, 2);
+		out->status = sqlite3_column_int(stmt, 3);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = OPD_ENOTFOUND;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_put_request(struct opd_store *st, const uint8_t *id, size_t len,
+			  const struct opd_request_record *rec)
+{
+	struct opd_request_record old;
+	int rc;
+
+	if (!request_id_ok(id, len))
+		return OPD_EINVAL;
+	rc = opd_store_get_request(st, id, len, &old);
+	if (rc == 0)
+		return OPD_ECONFLICT;
+	if (rc != OPD_ENOTFOUND)
+		return rc;
+	return run(st,
+		   "INSERT INTO requests (request_id, op, name, version, status) "
+		   "VALUES (?, ?, ?, ?, ?)",
+		   "bitui", (const void *)id, len, (int64_t)rec->op, rec->name, rec->version,
+		   (int64_t)rec->status);
+}
+
+int opd_store_set_member(struct opd_store *st, uint64_t id, const char *raft_address,
+			 const char *admin_url, const char *actor, uint64_t ts_ms)
+{
+	char name[24], detail[OPD_ERRMSG_SIZE];
+	bool nested;
+	int rc;
+
+	if (id == 0 || id > INT64_MAX) {
+		opd_errmsg_printf(st->errmsg, "set member: bad id");
+		return OPD_EINVAL;
+	}
+	snprintf(name, sizeof name, "%llu", (unsigned long long)id);
+	snprintf(detail, sizeof detail, "raft %s admin %s", raft_address ? raft_address : "",
+		 admin_url ? admin_url : "");
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = run(st,
+		      "INSERT INTO members (id, raft_address, admin_url) VALUES (?, ?, ?) "
+		      "ON CONFLICT (id) DO UPDATE SET raft_address = excluded.raft_address, "
+		      "admin_url = excluded.admin_url",
+		      "utt", id, raft_address, admin_url)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "member-set", name, 0, detail)) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "set member %s", name);
+		tx_rollback(st, nested);
+	}
+	return rc;
+}
+
+int opd_store_remove_member(struct opd_store *st, uint64_t id, const char *actor, uint64_t ts_ms)
+{
+	char name[24];
+	bool nested;
+	int rc;
+
+	snprintf(name, sizeof name, "%llu", (unsigned long long)id);
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = run(st, "DELETE FROM members WHERE id = ?", "u", id)) != 0)
+		goto fail;
+	if (sqlite3_changes(st->db) == 0) {
+		tx_rollback(st, nested);
+		return OPD_ENOTFOUND;
+	}
+	if ((rc = audit(st, ts_ms, actor, "member-remove", name, 0, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0)
+		goto fail;
+	return 0;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "remove member %s", name);
+	tx_rollback(st, nested);
+	return rc;
+}
+
+int opd_store_member_admin_url(struct opd_store *st, uint64_t id, char *buf, size_t cap)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, "SELECT admin_url FROM members WHERE id = ?", "u", id)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		const unsigned char *t = sqlite3_column_text(stmt, 0);
+		size_t n = (size_t)sqlite3_column_bytes(stmt, 0);
+
+		if (n >= cap) {
+			rc = OPD_ETOOBIG;
+		} else {
+			memcpy(buf, t ? (const char *)t : "", t ? n : 0);
+			buf[t ? n : 0] = '\0';
+			rc = 0;
+		}
+	} else if (rc == 0) {
+		rc = OPD_ENOTFOUND;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_foreach_member(struct opd_store *st,
+			     int (*cb)(void *data, const struct opd_member *m), void *data)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt, "SELECT id, raft_address, admin_url FROM members ORDER BY id", "");
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		const unsigned char *ra = sqlite3_column_text(stmt, 1);
+		const unsigned char *au = sqlite3_column_text(stmt, 2);
+		struct opd_member m = {
+		    .id = col_u64(stmt, 0),
+		    .raft_address = ra ? (const char *)ra : "",
+		    .admin_url = au ? (const char *)au : "",
+		};
+		if ((rc = cb(data, &m)) != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_audit(struct opd_store *st, uint64_t ts_ms, const char *actor, const char *action,
+		    const char *name, uint64_t version, const char *detail)
+{
+	return audit(st, ts_ms, actor, action, name, version, detail);
+}
+
+int opd_store_foreach_audit(struct opd_store *st, size_t limit,
+			    int (*cb)(void *data, const struct opd_audit_entry *e), void *data)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	/* LIMIT -1 is "no limit" in sqlite. */
+	rc = query(st, &stmt,
+		   "SELECT seq, ts_ms, actor, action, name, version, detail FROM audit "
+		   "ORDER BY seq DESC LIMIT ?",
+		   "i", limit == 0 || limit > INT64_MAX ? (int64_t)-1 : (int64_t)limit);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		const unsigned char *t[4];
+		static const int cols[4] = {2, 3, 4, 6};
+
+		for (int i = 0; i < 4; i++)
+			t[i] = sqlite3_column_text(stmt, cols[i]);
+		struct opd_audit_entry e = {
+		    .seq = col_u64(stmt, 0),
+		    .ts_ms = col_u64(stmt, 1),
+		    .actor = t[0] ? (const char *)t[0] : "",
+		    .action = t[1] ? (const char *)t[1] : "",
+		    .name = t[2] ? (const char *)t[2] : "",
+		    .version = col_u64(stmt, 5),
+		    .detail = t[3] ? (const char *)t[3] : "",
+		};
+		if ((rc = cb(data, &e)) != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int meta_get(struct opd_store *st, const char *key, uint64_t *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, "SELECT value FROM meta WHERE key = ?", "t", key)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	*out = rc == 1 ? col_u64(stmt, 0) : 0;
+	sqlite3_finalize(stmt);
+	return rc < 0 ? rc : 0;
+}
+
+static int meta_set(struct opd_store *st, const char *key, uint64_t value)
+{
+	return run(st, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", "tu", key, value);
+}
+
+int opd_store_get_applied(struct opd_store *st, uint64_t *index, uint64_t *hlc_wall_ms,
+			  uint32_t *hlc_logical)
+{
+	uint64_t i, w, l;
+	int rc;
+
+	if ((rc = meta_get(st, "applied_index", &i)) != 0 ||
+	    (rc = meta_get(st, "hlc_wall_ms", &w)) != 0 ||
+	    (rc = meta_get(st, "hlc_logical", &l)) != 0)
+		return rc;
+	*index = i;
+	*hlc_wall_ms = w;
+	*hlc_logical = (uint32_t)l;
+	return 0;
+}
+
+int opd_store_set_applied(struct opd_store *st, uint64_t index, uint64_t hlc_wall_ms,
+			  uint32_t hlc_logical)
+{
+	int rc;
+
+	if ((rc = meta_set(st, "applied_index", index)) != 0 ||
+	    (rc = meta_set(st, "hlc_wall_ms", hlc_wall_ms)) != 0 ||
+	    (rc = meta_set(st, "hlc_logical", hlc_logical)) != 0)
+		return rc;
+	return 0;
+}
+
+int opd_store_begin(struct opd_store *st)
+{
+	if (!sqlite3_get_autocommit(st->db)) {
+		opd_errmsg_printf(st->errmsg, "begin: a transaction is already open");
+		return OPD_ESTORE;
+	}
+	return exec(st, "BEGIN IMMEDIATE", "begin");
+}
+
+int opd_store_commit(struct opd_store *st)
+{
+	return exec(st, "COMMIT", "commit");
+}
+
+void opd_store_rollback(struct opd_store *st)
+{
+	tx_rollback(st, false);
+}
+
+int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
+{
+	sqlite3_int64 n = 0;
+	unsigned char *p;
+
+	if (!sqlite3_get_autocommit(st->db)) {
+		opd_errmsg_printf(st->errmsg, "serialize: a transaction is open");
+		return OPD_ESTORE;
+	}
+	p = sqlite3_serialize(st->db, "main", &n, 0);
+	if (p == NULL || n <= 0) {
+		sqlite3_free(p);
+		return fail(st, "serialize");
+	}
+	/* Callers free with free(); sqlite's allocator is not necessarily malloc. */
+	*out = opd_xmemdup(p, (size_t)n);
+	*len = (size_t)n;
+	sqlite3_free(p);
+	return 0;
+}
+
+/* A loaded image must pass these before it replaces the store. */
+static int check_image(struct opd_store *st, sqlite3 *db)
+{
+	sqlite3_stmt *stmt = NULL;
+	size_t known = 0;
+	int64_t have;
+	int rc;
+
+	while (opd_sql_migrations[known] != NULL)
+		known++;
+	if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW ||
+	    strcmp((const char *)sqlite3_column_text(stmt, 0), "ok") != 0) {
+		opd_errmsg_printf(st->errmsg, "restore: image fails the integrity check: %s",
+				  sqlite3_errmsg(db));
+		sqlite3_finalize(stmt);
+		return OPD_EINVAL;
+	}
+	sqlite3_finalize(stmt);
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW) {
+		opd_errmsg_printf(st->errmsg, "restore: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(stmt);
+		return OPD_EINVAL;
+	}
+	have = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	rc = have >= 1 && (uint64_t)have <= known ? 0 : OPD_EINVAL;
+	if (rc != 0)
+		opd_errmsg_printf(st->errmsg,
+				  "restore: schema version %lld (this binary knows 1..%zu)",
+				  (long long)have, known);
+	return rc;
+}
+
+int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
+{
+	sqlite3 *tmp = NULL;
+	sqlite3_backup *bk;
+	unsigned char *copy;
+	int rc;
+
+	/* sqlite's smallest page is 512 bytes; a database image is a whole number of pages. */
+	if (p == NULL || len < 512 || len % 512 != 0 || (uint64_t)len > (uint64_t)INT64_MAX) {
+		opd_errmsg_printf(st->errmsg, "restore: %zu bytes is not a database image", len);
+		return OPD_EINVAL;
+	}
+	if (!sqlite3_get_autocommit(st->db)) {
+		opd_errmsg_printf(st->errmsg, "restore: a transaction is open");
+		return OPD_ESTORE;
+	}
+	if (sqlite3_open_v2(":memory:", &tmp, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		opd_errmsg_printf(st->errmsg, "restore: open: %s",
+				  tmp ? sqlite3_errmsg(tmp) : "out of memory");
+		rc = OPD_ESTORE;
+		goto out;
+	}
+	copy = sqlite3_malloc64(len);
+	if (copy == NULL)
+		abort(); /* OOM: as opd_xmalloc */
+	memcpy(copy, p, len);
+	/*
+	 * A file store is in WAL mode and so is its image (header bytes 18 and
+	 * 19 are 2); a memory database cannot open a WAL image. Mark it as a
+	 * rollback-journal one: the backup below puts WAL back on a WAL store.
+	 */
+	if (copy[18] == 2 && copy[19] == 2)
+		copy[18] = copy[19] = 1;
+	if (sqlite3_deserialize(tmp, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+				SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+	    SQLITE_OK) {
+		opd_errmsg_printf(st->errmsg, "restore: deserialize: %s", sqlite3_errmsg(tmp));
+		rc = OPD_EINVAL;
+		goto out;
+	}
+	if ((rc = check_image(st, tmp)) != 0)
+		goto out;
+	bk = sqlite3_backup_init(st->db, "main", tmp, "main");
+	if (bk == NULL) {
+		rc = fail(st, "restore: backup");
+		goto out;
+	}
+	rc = sqlite3_backup_step(bk, -1);
+	sqlite3_backup_finish(bk);
+	if (rc != SQLITE_DONE) {
+		opd_errmsg_printf(st->errmsg, "restore: backup: %s", sqlite3_errstr(rc));
+		rc = OPD_ESTORE;
+		goto out;
+	}
+	/* An image from an older binary is brought up to this one's schema. */
+	rc = migrate(st);
+out:
+	sqlite3_close(tmp);
+	return rc;
 }
 
 /*

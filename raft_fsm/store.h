@@ -6,7 +6,9 @@
  * clock, randomness or local setting, so that the Raft state machine (issue
  * #3) can call the same functions from apply() on every replica and get the
  * same bytes. Business outcomes (unknown name, unknown version) are returned
- * as codes, never logged here. Knows nothing of raft or agents.
+ * as codes, never logged here. Knows nothing of raft or agents: the FSM keeps
+ * its applied index, HLC, request ids, signing keys and members here, and
+ * snapshots are the serialized database.
  */
 #ifndef OPD_STORE_H
 #define OPD_STORE_H
@@ -58,6 +60,18 @@ struct opd_put_version {
 	const char *message;               /* may be "" */
 	const char *actor;                 /* who asked, for the audit trail */
 	uint64_t ts_ms;                    /* stamped by the writer, never read from a clock here */
+	/*
+	 * Set by the Raft FSM (zero for a local write). version 0: this function
+	 * picks latest + 1; otherwise it must be exactly latest + 1 (OPD_ECONFLICT).
+	 * The rest is stored with the version for the signed record (sign.h);
+	 * ts_ms is its hlc_wall_ms.
+	 */
+	uint64_t version;
+	const uint8_t *signature; /* may be NULL (unsigned) */
+	size_t signature_len;
+	const char *key_id; /* may be NULL */
+	uint64_t term;
+	uint32_t hlc_logical;
 };
 
 struct opd_put_result {
@@ -82,10 +96,21 @@ struct opd_version_info {
 	char *name; /* owned */
 	uint64_t version;
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
-	char *message; /* owned */
-	char *actor;   /* owned */
-	uint64_t created_ms;
+	char *message;          /* owned */
+	char *actor;            /* owned */
+	uint64_t created_ms;    /* the HLC wall time of the command that published it */
 	struct opd_files files; /* owned; filled only by opd_store_get_version */
+	/* As published (the signed record). Versions written before migration 0002 have
+	 * no signature, an empty key_id, priority 0 with has_priority 0, and only the
+	 * latest version of each configuration has its selector. */
+	uint8_t *signature; /* owned, may be NULL when signature_len is 0 */
+	size_t signature_len;
+	char *key_id; /* owned, "" when unsigned */
+	uint64_t term;
+	uint32_t hlc_logical;
+	int64_t priority;
+	int has_priority;
+	struct opd_kvs selector; /* owned, sorted */
 };
 
 void opd_config_info_fini(struct opd_config_info *c);
@@ -103,9 +128,11 @@ const char *opd_store_errmsg(const struct opd_store *st);
 /*
  * Publish a version: the next number after the highest ever used for this
  * name (numbers are never reused, even after delete), made active, with the
- * config's selector and priority replaced. When files, selector and priority
- * all equal the active version's, nothing is written and out->created = 0.
- * One transaction. Returns 0, OPD_EINVAL (empty name), or OPD_ESTORE.
+ * config's selector and priority replaced. When in->version is not 0 and is
+ * not that next number, nothing is written and OPD_ECONFLICT is returned
+ * (checked first). When files, selector and priority all equal the active
+ * version's, nothing is written and out->created = 0. One transaction.
+ * Returns 0, OPD_EINVAL (empty name), OPD_ECONFLICT, or OPD_ESTORE.
  */
 int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in,
 			  struct opd_put_result *out) __attribute__((warn_unused_result));
@@ -129,9 +156,154 @@ int opd_store_get_config(struct opd_store *st, const char *name, struct opd_conf
 int opd_store_foreach_version(struct opd_store *st, const char *name,
 			      int (*cb)(void *data, const struct opd_version_info *v), void *data);
 
+/*
+ * The highest version number ever used for name, deleted or not (the next
+ * publish is this + 1); 0 when the name was never published, or when the
+ * store cannot be read (errmsg set). For the leader's proposal: apply checks.
+ */
+uint64_t opd_store_latest_version(struct opd_store *st, const char *name);
+
 /* One version with its files. 0, OPD_ENOTFOUND, OPD_ESTORE. */
 int opd_store_get_version(struct opd_store *st, const char *name, uint64_t version,
 			  struct opd_version_info *out);
+
+/*
+ * Change the selector and/or the priority of a live configuration without a
+ * new version (NULL leaves that part as it is; both NULL is OPD_EINVAL).
+ * Versions keep the selector they were published with. 0, OPD_ENOTFOUND,
+ * OPD_EINVAL, OPD_ESTORE.
+ */
+int opd_store_set_selector(struct opd_store *st, const char *name, const struct opd_kvs *selector,
+			   const int64_t *priority, const char *actor, uint64_t ts_ms)
+    __attribute__((warn_unused_result));
+
+/* Signing keys (sign.h). */
+#define OPD_STORE_KEY_ID_MAX 64
+#define OPD_STORE_PUBLIC_KEY_LEN 32
+
+struct opd_signing_key {
+	char key_id[OPD_STORE_KEY_ID_MAX + 1];
+	uint8_t public_key[OPD_STORE_PUBLIC_KEY_LEN];
+	int active;
+	uint64_t added_ms;
+	uint64_t retired_ms; /* 0 while not retired */
+};
+
+/*
+ * Add a public key; with activate it becomes the only active key. 0,
+ * OPD_EINVAL (key_id empty or over OPD_STORE_KEY_ID_MAX, key not 32 bytes),
+ * OPD_ECONFLICT (key_id already known, even retired), OPD_ESTORE.
+ */
+int opd_store_add_signing_key(struct opd_store *st, const char *key_id, const uint8_t *public_key,
+			      size_t len, int activate, const char *actor, uint64_t ts_ms)
+    __attribute__((warn_unused_result));
+/* Retire a key (no longer active; kept to verify old versions). 0, OPD_ENOTFOUND,
+ * OPD_ECONFLICT (already retired), OPD_ESTORE. */
+int opd_store_retire_signing_key(struct opd_store *st, const char *key_id, const char *actor,
+				 uint64_t ts_ms) __attribute__((warn_unused_result));
+/* One key by id, or the active one. 0 (*out filled), OPD_ENOTFOUND, OPD_ESTORE. */
+int opd_store_get_signing_key(struct opd_store *st, const char *key_id,
+			      struct opd_signing_key *out);
+int opd_store_active_signing_key(struct opd_store *st, struct opd_signing_key *out);
+/* Every key ordered by key_id; cb as for foreach_config (k valid during the call). */
+int opd_store_foreach_signing_key(struct opd_store *st,
+				  int (*cb)(void *data, const struct opd_signing_key *k),
+				  void *data);
+
+/* Idempotency records: the first outcome of a command carrying request_id. */
+#define OPD_STORE_REQUEST_ID_MAX 64
+
+struct opd_request_record {
+	int op;           /* the command's op case */
+	char name[129];   /* the configuration (or key id) it named, truncated */
+	uint64_t version; /* the version it produced, or 0 */
+	int status;       /* enum opd_apply_status (fsm.h) */
+};
+
+/* 0 with *out filled, OPD_ENOTFOUND, OPD_EINVAL (id empty or too long), OPD_ESTORE. */
+int opd_store_get_request(struct opd_store *st, const uint8_t *id, size_t len,
+			  struct opd_request_record *out);
+/* Record the outcome of id (once: a second record is OPD_ECONFLICT). 0, OPD_EINVAL, OPD_ESTORE. */
+int opd_store_put_request(struct opd_store *st, const uint8_t *id, size_t len,
+			  const struct opd_request_record *rec) __attribute__((warn_unused_result));
+
+/* Cluster members' addresses. */
+struct opd_member {
+	uint64_t id;
+	const char *raft_address; /* borrowed, valid during the callback */
+	const char *admin_url;
+};
+
+/* Add or replace member id (not 0). 0, OPD_EINVAL, OPD_ESTORE. */
+int opd_store_set_member(struct opd_store *st, uint64_t id, const char *raft_address,
+			 const char *admin_url, const char *actor, uint64_t ts_ms)
+    __attribute__((warn_unused_result));
+/* 0, OPD_ENOTFOUND, OPD_ESTORE. */
+int opd_store_remove_member(struct opd_store *st, uint64_t id, const char *actor, uint64_t ts_ms)
+    __attribute__((warn_unused_result));
+/* The admin URL of member id into buf (NUL-terminated). 0, OPD_ENOTFOUND, OPD_ETOOBIG (does
+ * not fit cap; buf unusable), OPD_ESTORE. */
+int opd_store_member_admin_url(struct opd_store *st, uint64_t id, char *buf, size_t cap);
+/* Every member ordered by id; cb as for foreach_config. */
+int opd_store_foreach_member(struct opd_store *st,
+			     int (*cb)(void *data, const struct opd_member *m), void *data);
+
+/* The audit trail. Pointers are borrowed, valid during the callback. */
+struct opd_audit_entry {
+	uint64_t seq;
+	uint64_t ts_ms;
+	const char *actor;
+	const char *action; /* put, rollback, delete, selector, key-add, key-retire, member-set,
+			       member-remove, refused */
+	const char *name;
+	uint64_t version; /* 0 when none */
+	const char *detail;
+};
+
+/* Append a row (for outcomes the FSM records itself, such as refused commands). */
+int opd_store_audit(struct opd_store *st, uint64_t ts_ms, const char *actor, const char *action,
+		    const char *name, uint64_t version, const char *detail)
+    __attribute__((warn_unused_result));
+/* At most limit rows (0: all), newest first; cb as for foreach_config. */
+int opd_store_foreach_audit(struct opd_store *st, size_t limit,
+			    int (*cb)(void *data, const struct opd_audit_entry *e), void *data);
+
+/*
+ * The state machine's own position: the last applied raft index and the HLC
+ * of the last applied command (meta rows; 0 when never written). set writes
+ * inside whatever transaction is open, so it commits with the entry.
+ */
+int opd_store_get_applied(struct opd_store *st, uint64_t *index, uint64_t *hlc_wall_ms,
+			  uint32_t *hlc_logical);
+int opd_store_set_applied(struct opd_store *st, uint64_t index, uint64_t hlc_wall_ms,
+			  uint32_t hlc_logical) __attribute__((warn_unused_result));
+
+/*
+ * The outer transaction of one applied entry: the store's writers nest inside
+ * it as savepoints. begin fails (OPD_ESTORE) when a transaction is open;
+ * rollback is safe when none is.
+ */
+int opd_store_begin(struct opd_store *st) __attribute__((warn_unused_result));
+int opd_store_commit(struct opd_store *st) __attribute__((warn_unused_result));
+void opd_store_rollback(struct opd_store *st);
+
+/*
+ * The whole database as bytes (sqlite3_serialize of "main"): *out is
+ * malloc'd, the caller frees it. 0 or OPD_ESTORE. Not while a transaction
+ * is open.
+ */
+int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
+    __attribute__((warn_unused_result));
+
+/*
+ * Replace the whole database with serialized bytes (borrowed; copied). They
+ * are loaded into a temporary memory database, checked (integrity, a schema
+ * version this binary knows, which is then migrated forward) and copied over
+ * with the backup API, so a file store stays a file store. On failure the
+ * store is unchanged: OPD_EINVAL (not a usable database) or OPD_ESTORE.
+ */
+int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
+    __attribute__((warn_unused_result));
 
 /*
  * Logical dump of every table in a canonical text form (ordered rows, hex

@@ -1,13 +1,21 @@
 #include "daemon.h"
 
+#include "cluster.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -107,16 +115,96 @@ int opd_daemon_alive(struct opd_daemon *d)
 {
 	int status;
 
+	if (d->cluster != NULL) {
+		for (int i = 0; i < d->cluster->n; i++)
+			if (d->cluster->nodes[i].state == OPD_CN_RUNNING &&
+			    !opd_daemon_alive(&d->cluster->nodes[i].d))
+				return 0;
+		return 1;
+	}
+
 	if (d->pid <= 0)
 		return 0;
 	return waitpid(d->pid, &status, WNOHANG) == 0;
 }
 
-static int spawn(struct opd_daemon *d, const char *const *extra);
+#define CLUSTER_LEADER_TIMEOUT_MS 15000
+
+/* Cluster mode: three nodes, a leader elected, d describes node 2. */
+static int cluster_start(struct opd_daemon *d, const char *const *extra)
+{
+	struct opd_cluster *c = calloc(1, sizeof(*c));
+
+	*d = (struct opd_daemon){0};
+	if (c == NULL)
+		return -1;
+	if (opd_cluster_start(c, 3, extra) != 0) {
+		free(c);
+		return -1;
+	}
+	if (opd_cluster_wait_leader(c, CLUSTER_LEADER_TIMEOUT_MS) < 0) {
+		opd_cluster_dump_logs(c);
+		opd_cluster_stop(c);
+		free(c);
+		return -1;
+	}
+	*d = c->nodes[1].d;
+	d->cluster = c;
+	return 0;
+}
 
 int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 {
+	const char *mode = getenv("OPD_TEST_CLUSTER");
+
+	if (mode != NULL && strcmp(mode, "3") == 0)
+		return cluster_start(d, extra);
+	return opd_daemon_start_single(d, extra);
+}
+
+/* A free loopback port: bind port 0, read it, close. */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/*
+ * Every single-node daemon gets its own raft port (tests run in parallel),
+ * kept in d so a restart comes back on the address raft recorded.
+ */
+static const char *const *with_raft(struct opd_daemon *d, const char *const *extra,
+				    const char *args[64])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+		if (strcmp(extra[i], "--raft-listen") == 0)
+			return extra;
+	if (d->raft_listen[0] == '\0')
+		snprintf(d->raft_listen, sizeof(d->raft_listen), "127.0.0.1:%d", free_port());
+	args[n++] = "--raft-listen";
+	args[n++] = d->raft_listen;
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	return args;
+}
+
+int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra)
+{
+	const char *args[64];
+
 	*d = (struct opd_daemon){0};
+	extra = with_raft(d, extra, args);
 	snprintf(d->dir, sizeof(d->dir), "%s/opd-e2e-XXXXXX",
 		 getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	if (mkdtemp(d->dir) == NULL) {
@@ -124,15 +212,14 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 		d->dir[0] = '\0';
 		return -1;
 	}
-	if (spawn(d, extra) != 0) {
+	if (opd_daemon_spawn(d, extra) != 0) {
 		opd_daemon_stop(d);
 		return -1;
 	}
 	return 0;
 }
 
-/* Start opampd on d->dir (which exists) and wait for it to be ready. */
-static int spawn(struct opd_daemon *d, const char *const *extra)
+int opd_daemon_spawn(struct opd_daemon *d, const char *const *extra)
 {
 	const char *bin = getenv("OPAMPD_BIN");
 	char ready[300];
@@ -210,6 +297,10 @@ int opd_daemon_signal_wait(struct opd_daemon *d, int sig)
 	int status = 0, rc = -1;
 	pid_t w;
 
+	if (d->cluster != NULL) {
+		fprintf(stderr, "daemon: cannot signal one node in cluster mode\n");
+		return -1;
+	}
 	if (d->pid > 0) {
 		kill(d->pid, sig);
 		deadline = opd_test_now_ms() + STOP_TIMEOUT_MS;
@@ -243,7 +334,15 @@ int opd_daemon_signal_wait(struct opd_daemon *d, int sig)
 
 int opd_daemon_stop(struct opd_daemon *d)
 {
-	int rc = opd_daemon_signal_wait(d, SIGTERM);
+	int rc;
+
+	if (d->cluster != NULL) {
+		rc = opd_cluster_stop(d->cluster);
+		free(d->cluster);
+		*d = (struct opd_daemon){0};
+		return rc;
+	}
+	rc = opd_daemon_signal_wait(d, SIGTERM);
 
 	if (d->dir[0] != '\0')
 		remove_dir(d->dir);
@@ -253,11 +352,12 @@ int opd_daemon_stop(struct opd_daemon *d)
 
 int opd_daemon_restart(struct opd_daemon *d, const char *const *extra)
 {
+	const char *args[64];
 	int rc = opd_daemon_signal_wait(d, SIGTERM);
 
 	if (rc != 0)
 		return -1;
-	return spawn(d, extra);
+	return opd_daemon_spawn(d, with_raft(d, extra, args));
 }
 
 void opd_daemon_dump_log(const struct opd_daemon *d)
@@ -267,6 +367,10 @@ void opd_daemon_dump_log(const struct opd_daemon *d)
 	long size;
 	size_t n;
 
+	if (d->cluster != NULL) {
+		opd_cluster_dump_logs(d->cluster);
+		return;
+	}
 	if (d->log_path[0] == '\0' || (f = fopen(d->log_path, "rb")) == NULL)
 		return;
 	fseek(f, 0, SEEK_END);

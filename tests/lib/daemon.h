@@ -3,12 +3,19 @@
  * directory, port 0 for both listeners, the ready file polled with a deadline,
  * the ports and the admin token read back, and a bounded SIGTERM/SIGKILL stop.
  * The binary comes from $OPAMPD_BIN (set by tests/CMakeLists.txt).
+ *
+ * Cluster mode: with OPD_TEST_CLUSTER=3 in the environment, opd_daemon_start starts a
+ * three-node Raft cluster (tests/lib/cluster.h), waits for a leader, and describes node 2
+ * (usually a follower, so writes exercise forwarding); opd_daemon_stop stops all three.
+ * Restarting or signalling a single node is refused in that mode.
  */
 #ifndef OPD_TEST_DAEMON_H
 #define OPD_TEST_DAEMON_H
 
 #include <stdint.h>
 #include <sys/types.h>
+
+struct opd_cluster;
 
 struct opd_daemon {
 	pid_t pid;          /* 0 when not running */
@@ -17,6 +24,8 @@ struct opd_daemon {
 	int opamp_port;
 	int admin_port;
 	char token[128]; /* contents of <dir>/admin.token */
+	char raft_listen[32]; /* single node: the raft address chosen at start, reused on restart */
+	struct opd_cluster *cluster; /* cluster mode: the whole cluster (owned), else NULL */
 };
 
 /* Monotonic milliseconds, for deadlines. */
@@ -27,11 +36,22 @@ void opd_test_pause_ms(unsigned ms);
 
 /*
  * Start "$OPAMPD_BIN serve --data-dir D --opamp-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
- * --ready-file D/ready.json <extra...>" where extra is a NULL-terminated argument list (may be
- * NULL). Waits at most 10 s for the ready file and the admin token. Returns 0, or -1 with the
- * reason printed to stderr (the daemon is then stopped and its directory removed).
+ * --raft-listen 127.0.0.1:<free port> --ready-file D/ready.json <extra...>" where extra is a
+ * NULL-terminated argument list (may be NULL). Waits at most 10 s for the ready file and the
+ * admin token. Returns 0, or -1 with the reason printed to stderr (the daemon is then stopped
+ * and its directory removed).
  */
 int opd_daemon_start(struct opd_daemon *d, const char *const *extra);
+
+/* opd_daemon_start without cluster mode (the cluster library starts its nodes with it). */
+int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra);
+
+/*
+ * Start opampd on the existing d->dir (d->pid 0) and wait at most 10 s for it to be ready.
+ * Extra arguments come after the defaults, so they override them (the last value wins).
+ * Returns 0 or -1 (the log tail printed; the directory stays).
+ */
+int opd_daemon_spawn(struct opd_daemon *d, const char *const *extra);
 
 /*
  * Stop the daemon with SIGTERM, wait at most 10 s (then SIGKILL), remove the data directory.

@@ -27,6 +27,7 @@ struct fixture {
 	struct opd_configs configs;
 	struct opd_registry reg;
 	struct opd_admin admin;
+	struct opd_test_signer key;
 };
 
 struct res {
@@ -52,8 +53,10 @@ static int setup(void **state)
 	struct opd_registry_ops ops = {0};
 
 	opd_fake_clock_init(&f->fc, 1000);
-	if (opd_configs_open(&f->configs, ":memory:", &f->fc.clock) != 0)
+	if (opd_configs_open(&f->configs, ":memory:", &f->fc.clock) != 0 ||
+	    opd_test_signer_init(&f->key, &f->configs) != 0)
 		return -1;
+	opd_admin_init(&f->admin);
 	opd_registry_settings_default(&s);
 	ops.desired = opd_configs_desired;
 	ops.new_uid = counter_uid;
@@ -72,7 +75,9 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	opd_registry_fini(&f->reg);
+	opd_admin_fini(&f->admin);
 	opd_configs_close(&f->configs);
+	opd_test_signer_fini(&f->key);
 	free(f);
 	return 0;
 }
@@ -98,7 +103,8 @@ static struct res call_auth(struct fixture *f, const char *method, const char *p
 	req.body_len = body != NULL ? strlen(body) : 0;
 
 	opd_admin_response_init(&resp);
-	opd_admin_handle(&f->admin, &req, &resp);
+	/* Without a node, writes are applied at once: every answer is immediate. */
+	assert_int_equal(opd_admin_handle(&f->admin, &req, NULL, &resp), 0);
 	r.status = resp.status;
 	n = opd_buf_avail(&resp.headers);
 	assert_true(n < sizeof r.headers);
@@ -450,13 +456,13 @@ static void test_list_get_versions(void **state)
 	json_t *arr, *c, *v, *file;
 	struct res r;
 
-	f->fc.wall_ms = 5000;
+	f->fc.wall_ms = 1800000005000ull; /* ahead of the key registration: the HLC follows the wall clock */
 	publish_ok(
 	    f, "/api/v1/configs/zeta",
 	    "{\"selector\": {\"env\": \"prod\"}, \"priority\": 2, \"message\": \"one\","
 	    " \"files\": {\"z.yaml\": {\"content_type\": \"text/yaml\", \"body\": \"v: 1\"}}}",
 	    1, h1);
-	f->fc.wall_ms = 6000;
+	f->fc.wall_ms = 1800000006000ull;
 	publish_ok(f, "/api/v1/configs/zeta",
 		   "{\"selector\": {\"env\": \"prod\"}, \"priority\": 2, \"message\": \"two\","
 		   " \"files\": {\"z.yaml\": {\"content_type\": \"text/yaml\", \"body\": \"v: 2\"},"
@@ -477,7 +483,7 @@ static void test_list_get_versions(void **state)
 	assert_int_equal(jget_int(c, "active_version"), 2);
 	assert_int_equal(jget_int(c, "latest_version"), 2);
 	assert_string_equal(jget_str(c, "config_hash"), h2);
-	assert_int_equal(jget_int(c, "updated_ms"), 6000);
+	assert_int_equal(jget_int(c, "updated_ms"), 1800000006000ull);
 	assert_string_equal(jget_str(json_object_get(c, "selector"), "env"), "prod");
 	res_fini(&r);
 
@@ -493,7 +499,7 @@ static void test_list_get_versions(void **state)
 	assert_string_equal(jget_str(v, "message"), "two");
 	assert_string_equal(jget_str(v, "actor"), "admin");
 	assert_string_equal(jget_str(v, "config_hash"), h2);
-	assert_int_equal(jget_int(v, "created_ms"), 6000);
+	assert_int_equal(jget_int(v, "created_ms"), 1800000006000ull);
 	v = json_array_get(arr, 1);
 	assert_int_equal(jget_int(v, "version"), 1);
 	assert_false(jget_bool(v, "active"));

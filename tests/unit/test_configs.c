@@ -11,12 +11,20 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 struct fixture {
 	struct opd_fake_clock clock;
 	struct opd_configs configs;
+	struct opd_test_signer key;
 	int changes;
 };
+
+/* Without a node every write completes before the call returns: capture its result. */
+static void capture(void *data, const struct opd_write_result *res)
+{
+	*(struct opd_write_result *)data = *res;
+}
 
 static void on_changed(void *data)
 {
@@ -29,6 +37,7 @@ static int setup(void **state)
 
 	opd_fake_clock_init(&f->clock, 1000);
 	assert_int_equal(opd_configs_open(&f->configs, ":memory:", &f->clock.clock), 0);
+	assert_int_equal(opd_test_signer_init(&f->key, &f->configs), 0);
 	f->configs.changed = on_changed;
 	f->configs.changed_data = f;
 	*state = f;
@@ -40,6 +49,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	opd_configs_close(&f->configs);
+	opd_test_signer_fini(&f->key);
 	test_free(f);
 	return 0;
 }
@@ -50,8 +60,7 @@ static int publish(struct fixture *f, const char *name, int64_t priority, const 
 {
 	struct opd_kvs sel;
 	struct opd_files files;
-	struct opd_validation_error verr;
-	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	struct opd_write_result wr = {.status = 12345};
 	int rc;
 
 	opd_kvs_init(&sel);
@@ -60,10 +69,32 @@ static int publish(struct fixture *f, const char *name, int64_t priority, const 
 	opd_files_init(&files);
 	opd_files_add(&files, "collector.yaml", "text/yaml", body, strlen(body));
 	struct opd_publish p = {name, &sel, priority, &files, "msg", "test"};
-	rc = opd_configs_publish(&f->configs, &p, res, hash, &verr);
+	rc = opd_configs_publish(&f->configs, &p, NULL, capture, &wr);
+	assert_int_equal(rc, 0);
+	assert_int_not_equal(wr.status, 12345); /* answered before returning */
+	rc = wr.status;
+	res->version = wr.version;
+	res->created = wr.created;
 	opd_kvs_fini(&sel);
 	opd_files_fini(&files);
 	return rc;
+}
+
+static int rollback(struct fixture *f, const char *name, uint64_t version)
+{
+	struct opd_write_result wr = {.status = 12345};
+
+	assert_int_equal(opd_configs_rollback(&f->configs, name, version, "test", NULL, capture, &wr),
+			 0);
+	return wr.status;
+}
+
+static int delete(struct fixture *f, const char *name)
+{
+	struct opd_write_result wr = {.status = 12345};
+
+	assert_int_equal(opd_configs_delete(&f->configs, name, "test", NULL, capture, &wr), 0);
+	return wr.status;
 }
 
 static void make_agent(struct opd_agent *a, const char *service, const char *env)
@@ -130,15 +161,15 @@ static void test_rollback_and_delete_change_desired(void **state)
 	assert_int_equal(d.version, 2);
 	assert_memory_not_equal(d.hash, h1, sizeof h1);
 
-	assert_int_equal(opd_configs_rollback(&f->configs, "c", 1, "test"), 0);
+	assert_int_equal(rollback(f, "c", 1), 0);
 	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
 	assert_int_equal(d.version, 1);
 	assert_memory_equal(d.hash, h1, sizeof h1);
-	assert_int_equal(opd_configs_rollback(&f->configs, "c", 9, "test"), OPD_ENOTFOUND);
+	assert_int_equal(rollback(f, "c", 9), OPD_ENOTFOUND);
 
-	assert_int_equal(opd_configs_delete(&f->configs, "c", "test"), 0);
+	assert_int_equal(delete(f, "c"), 0);
 	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), OPD_ENOTFOUND);
-	assert_int_equal(opd_configs_delete(&f->configs, "c", "test"), OPD_ENOTFOUND);
+	assert_int_equal(delete(f, "c"), OPD_ENOTFOUND);
 	free_agent(&a);
 }
 
@@ -189,6 +220,59 @@ static void test_packed_config_decodes(void **state)
 	free_agent(&a);
 }
 
+/* A row changed behind the state machine's back is detected and never offered. */
+static void test_tampered_version_not_served(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+	struct opd_desired d;
+	struct opd_agent a;
+
+	make_agent(&a, "gw", "prod");
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &res), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_int_equal(f->configs.unverified, 0);
+	assert_int_equal(sqlite3_exec(f->configs.store.db,
+				      "UPDATE config_files SET body = CAST('v: 666' AS BLOB)", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	opd_configs_reload(&f->configs);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), OPD_ENOTFOUND);
+	assert_true(f->configs.unverified > 0);
+	free_agent(&a);
+}
+
+/* The same request id twice: one version, the second answer is the first's. */
+static void test_request_id_is_idempotent(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_kvs sel;
+	struct opd_files files;
+	struct opd_write_result w1 = {0}, w2 = {0};
+	const uint8_t id[OPD_REQUEST_ID_LEN] = {1, 2, 3};
+	struct opd_config_info info;
+
+	opd_kvs_init(&sel);
+	opd_files_init(&files);
+	opd_files_add(&files, "a.yaml", "text/yaml", "a: 1\n", 5);
+	struct opd_publish p = {"c", &sel, 0, &files, "", "test"};
+	assert_int_equal(opd_configs_publish(&f->configs, &p, id, capture, &w1), 0);
+	opd_files_fini(&files);
+	opd_files_init(&files);
+	opd_files_add(&files, "a.yaml", "text/yaml", "a: 2\n", 5);
+	assert_int_equal(opd_configs_publish(&f->configs, &p, id, capture, &w2), 0);
+	assert_int_equal(w1.status, 0);
+	assert_int_equal(w2.status, 0);
+	assert_true(w2.duplicate);
+	assert_int_equal(w2.version, w1.version);
+	assert_memory_equal(w2.hash, w1.hash, OPD_CONFIG_HASH_LEN);
+	assert_int_equal(opd_store_get_config(&f->configs.store, "c", &info), 0);
+	assert_int_equal(info.latest_version, 1);
+	opd_config_info_fini(&info);
+	opd_kvs_fini(&sel);
+	opd_files_fini(&files);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +283,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_packed_config_decodes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tampered_version_not_served, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_request_id_is_idempotent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

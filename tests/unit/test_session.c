@@ -56,7 +56,12 @@ static int fake_desired(void *data, const struct opd_agent *a, struct opd_desire
 	f->desired_calls++;
 	if (!f->have)
 		return OPD_ENOTFOUND;
-	*out = (struct opd_desired){"base", f->version, f->hash, 32, f->pb, f->pb_len};
+	*out = (struct opd_desired){.name = "base",
+				    .version = f->version,
+				    .hash = f->hash,
+				    .hash_len = 32,
+				    .config_pb = f->pb,
+				    .config_len = f->pb_len};
 	return 0;
 }
 

@@ -286,6 +286,8 @@ static void test_delete_and_recreate(void **state)
 	assert_int_equal(opd_store_delete(st, "never", "bob", 4), OPD_ENOTFOUND);
 	assert_int_equal(opd_store_set_active(st, "c", 1, "bob", 4), OPD_ENOTFOUND);
 
+	assert_int_equal(opd_store_latest_version(st, "c"), 2); /* deleted, numbering kept */
+	assert_int_equal(opd_store_latest_version(st, "never"), 0);
 	/* Same content as before the delete still makes a new version: 3, not 1. */
 	assert_int_equal(put(st, "c", "v: 2\n", 3, "s", 5, 1), 3);
 	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
@@ -332,7 +334,11 @@ static void test_dump_identical(void **state)
 	assert_string_equal((const char *)opd_buf_rptr(&da), (const char *)opd_buf_rptr(&db));
 	/* Every table is there, with hex blobs and escaped text. */
 	const char *text = (const char *)opd_buf_rptr(&da);
-	assert_non_null(strstr(text, "user_version 1\n"));
+	assert_non_null(strstr(text, "user_version 2\n"));
+	assert_non_null(strstr(text, "table config_version_selectors\n"));
+	assert_non_null(strstr(text, "table members\n"));
+	assert_non_null(strstr(text, "table requests\n"));
+	assert_non_null(strstr(text, "table signing_keys\n"));
 	assert_non_null(strstr(text, "table audit\n"));
 	assert_non_null(strstr(text, "table config_files\n"));
 	assert_non_null(strstr(text, "table config_selectors\n"));
@@ -474,6 +480,477 @@ static void test_put_inside_outer_transaction(void **state)
 	assert_int_equal(opd_store_get_config(st, "n", &c), OPD_ENOTFOUND);
 }
 
+/* Copy of a dump as a C string (the caller frees). */
+static char *dump_str(struct opd_store *st)
+{
+	struct opd_buf b;
+	size_t n;
+
+	dump(st, &b);
+	return (char *)opd_buf_steal(&b, &n);
+}
+
+static int collect_signed(void *data, const struct opd_version_info *v)
+{
+	struct opd_buf *b = data;
+
+	opd_buf_appendf(b, "%llu:%s:%zu:%llu:%u:%lld:%d:%zu,", (unsigned long long)v->version,
+			v->key_id, v->signature_len, (unsigned long long)v->term, v->hlc_logical,
+			(long long)v->priority, v->has_priority, v->selector.n);
+	return 0;
+}
+
+static void test_put_explicit_version(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_put_result res = {0};
+	struct opd_version_info v;
+	struct opd_buf b;
+	uint8_t sig[64];
+	struct req r;
+	char *before, *after;
+
+	memset(sig, 0x33, sizeof sig);
+	opd_buf_init(&b);
+	put(st, "c", "v: 1\n", 2, "s", 10, 1);
+
+	/* Not latest + 1: refused, nothing written. */
+	before = dump_str(st);
+	req_init(&r, "c", "v: 2\n", 2, "s", 20);
+	for (uint64_t bad = 1; bad <= 5; bad += 2) {
+		r.in.version = bad;
+		res.version = 99;
+		assert_int_equal(opd_store_put_version(st, &r.in, &res), OPD_ECONFLICT);
+		assert_int_equal(res.version, 99);
+	}
+	after = dump_str(st);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+
+	/* latest + 1 with the signed record's fields: stored and returned. */
+	r.in.version = 2;
+	r.in.signature = sig;
+	r.in.signature_len = sizeof sig;
+	r.in.key_id = "0123456789abcdef";
+	r.in.term = 7;
+	r.in.hlc_logical = 4;
+	assert_int_equal(opd_store_put_version(st, &r.in, &res), 0);
+	assert_int_equal(res.version, 2);
+	assert_int_equal(res.created, 1);
+	assert_int_equal(opd_store_get_version(st, "c", 2, &v), 0);
+	assert_int_equal(v.signature_len, 64);
+	assert_memory_equal(v.signature, sig, 64);
+	assert_string_equal(v.key_id, "0123456789abcdef");
+	assert_int_equal(v.term, 7);
+	assert_int_equal(v.hlc_logical, 4);
+	assert_int_equal(v.created_ms, 20);
+	assert_int_equal(v.priority, 2);
+	assert_true(v.has_priority);
+	assert_int_equal(v.selector.n, 2);
+	assert_string_equal(v.selector.v[0].key, "env");
+	assert_string_equal(v.selector.v[1].value, "s");
+	opd_version_info_fini(&v);
+
+	/* Identical to the active version, with the right number: nothing written. */
+	r.in.version = 3;
+	assert_int_equal(opd_store_put_version(st, &r.in, &res), 0);
+	assert_int_equal(res.version, 2);
+	assert_int_equal(res.created, 0);
+	/* Identical content but a stale number is still a conflict (checked first). */
+	r.in.version = 2;
+	assert_int_equal(opd_store_put_version(st, &r.in, &res), OPD_ECONFLICT);
+	req_fini(&r);
+
+	/* A new name must start at 1. */
+	req_init(&r, "fresh", "v: 1\n", 0, NULL, 30);
+	r.in.version = 2;
+	assert_int_equal(opd_store_put_version(st, &r.in, &res), OPD_ECONFLICT);
+	r.in.version = 1;
+	assert_int_equal(opd_store_put_version(st, &r.in, &res), 0);
+	assert_int_equal(res.version, 1);
+	req_fini(&r);
+
+	assert_int_equal(opd_store_foreach_version(st, "c", collect_signed, &b), 0);
+	assert_buf(&b, "2:0123456789abcdef:64:7:4:2:1:2,1::0:0:0:2:1:2,");
+	opd_buf_fini(&b);
+}
+
+static void test_set_selector(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_config_info c;
+	struct opd_version_info v;
+	struct opd_kvs sel;
+	int64_t prio = -3;
+
+	put(st, "c", "v: 1\n", 2, "s", 10, 1);
+	opd_kvs_init(&sel);
+	opd_kvs_add(&sel, "zone", "b");
+	opd_kvs_add(&sel, "zone", "a");
+	opd_kvs_add(&sel, "zone", "a");
+	assert_int_equal(opd_store_set_selector(st, "c", NULL, NULL, "bob", 11), OPD_EINVAL);
+	assert_int_equal(opd_store_set_selector(st, "nope", &sel, NULL, "bob", 11), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_set_selector(st, "c", &sel, NULL, "bob", 12), 0);
+	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
+	assert_int_equal(c.selector.n, 2); /* sorted, repeats dropped */
+	assert_string_equal(c.selector.v[0].value, "a");
+	assert_string_equal(c.selector.v[1].value, "b");
+	assert_int_equal(c.priority, 2);
+	assert_int_equal(c.active_version, 1);
+	assert_int_equal(c.updated_ms, 12);
+	opd_config_info_fini(&c);
+
+	assert_int_equal(opd_store_set_selector(st, "c", NULL, &prio, "bob", 13), 0);
+	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
+	assert_int_equal(c.selector.n, 2);
+	assert_int_equal(c.priority, -3);
+	assert_int_equal(c.latest_version, 1); /* no new version */
+	opd_config_info_fini(&c);
+
+	/* The version keeps what it was published with. */
+	assert_int_equal(opd_store_get_version(st, "c", 1, &v), 0);
+	assert_int_equal(v.priority, 2);
+	assert_int_equal(v.selector.n, 2);
+	assert_string_equal(v.selector.v[1].key, "service.name");
+	opd_version_info_fini(&v);
+
+	/* Putting the old content again is now a change (selector and priority differ). */
+	assert_int_equal(put(st, "c", "v: 1\n", 2, "s", 14, 1), 2);
+	assert_int_equal(opd_store_delete(st, "c", "bob", 15), 0);
+	assert_int_equal(opd_store_set_selector(st, "c", &sel, &prio, "bob", 16), OPD_ENOTFOUND);
+	opd_kvs_fini(&sel);
+}
+
+static int collect_key(void *data, const struct opd_signing_key *k)
+{
+	opd_buf_appendf(data, "%s:%d:%llu:%llu,", k->key_id, k->active,
+			(unsigned long long)k->added_ms, (unsigned long long)k->retired_ms);
+	return 0;
+}
+
+static void test_signing_keys(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_signing_key k;
+	uint8_t pk1[32], pk2[32];
+	char long_id[OPD_STORE_KEY_ID_MAX + 2];
+	struct opd_buf b;
+
+	opd_buf_init(&b);
+	memset(pk1, 1, sizeof pk1);
+	memset(pk2, 2, sizeof pk2);
+	memset(long_id, 'k', sizeof long_id - 1);
+	long_id[sizeof long_id - 1] = '\0';
+	assert_int_equal(opd_store_active_signing_key(st, &k), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_add_signing_key(st, "k1", pk1, 31, 1, "a", 1), OPD_EINVAL);
+	assert_int_equal(opd_store_add_signing_key(st, "", pk1, 32, 1, "a", 1), OPD_EINVAL);
+	assert_int_equal(opd_store_add_signing_key(st, long_id, pk1, 32, 1, "a", 1), OPD_EINVAL);
+	assert_int_equal(opd_store_add_signing_key(st, "k1", pk1, 32, 1, "a", 1), 0);
+	assert_int_equal(opd_store_add_signing_key(st, "k1", pk2, 32, 0, "a", 2), OPD_ECONFLICT);
+	assert_int_equal(opd_store_active_signing_key(st, &k), 0);
+	assert_string_equal(k.key_id, "k1");
+	assert_memory_equal(k.public_key, pk1, 32);
+
+	/* A new key added inactive leaves k1 active; activated, it takes over. */
+	assert_int_equal(opd_store_add_signing_key(st, "k2", pk2, 32, 0, "a", 3), 0);
+	assert_int_equal(opd_store_active_signing_key(st, &k), 0);
+	assert_string_equal(k.key_id, "k1");
+	assert_int_equal(opd_store_add_signing_key(st, "k3", pk2, 32, 1, "a", 4), 0);
+	assert_int_equal(opd_store_active_signing_key(st, &k), 0);
+	assert_string_equal(k.key_id, "k3");
+
+	assert_int_equal(opd_store_retire_signing_key(st, "k3", "a", 5), 0);
+	assert_int_equal(opd_store_retire_signing_key(st, "k3", "a", 6), OPD_ECONFLICT);
+	assert_int_equal(opd_store_retire_signing_key(st, "zz", "a", 6), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_active_signing_key(st, &k), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_get_signing_key(st, "k3", &k), 0);
+	assert_int_equal(k.retired_ms, 5);
+	assert_false(k.active);
+	assert_int_equal(opd_store_get_signing_key(st, "k9", &k), OPD_ENOTFOUND);
+	/* Retired ids stay taken. */
+	assert_int_equal(opd_store_add_signing_key(st, "k3", pk1, 32, 1, "a", 7), OPD_ECONFLICT);
+	assert_int_equal(opd_store_foreach_signing_key(st, collect_key, &b), 0);
+	assert_buf(&b, "k1:0:1:0,k2:0:3:0,k3:0:4:5,");
+	opd_buf_fini(&b);
+}
+
+static void test_requests(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_request_record rec = {.op = 10, .version = 3, .status = 2}, got;
+	uint8_t id[16], other[16], big[OPD_STORE_REQUEST_ID_MAX + 1];
+
+	memset(id, 1, sizeof id);
+	memset(other, 2, sizeof other);
+	memset(big, 3, sizeof big);
+	snprintf(rec.name, sizeof rec.name, "cfg");
+	assert_int_equal(opd_store_get_request(st, id, sizeof id, &got), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_put_request(st, id, sizeof id, &rec), 0);
+	assert_int_equal(opd_store_put_request(st, id, sizeof id, &rec), OPD_ECONFLICT);
+	assert_int_equal(opd_store_put_request(st, big, sizeof big, &rec), OPD_EINVAL);
+	assert_int_equal(opd_store_put_request(st, id, 0, &rec), OPD_EINVAL);
+	assert_int_equal(opd_store_get_request(st, id, sizeof id, &got), 0);
+	assert_int_equal(got.op, 10);
+	assert_int_equal(got.version, 3);
+	assert_int_equal(got.status, 2);
+	assert_string_equal(got.name, "cfg");
+	assert_int_equal(opd_store_get_request(st, other, sizeof other, &got), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_get_request(st, id, 15, &got), OPD_ENOTFOUND);
+}
+
+static int collect_member(void *data, const struct opd_member *m)
+{
+	opd_buf_appendf(data, "%llu=%s|%s,", (unsigned long long)m->id, m->raft_address,
+			m->admin_url);
+	return 0;
+}
+
+static void test_members(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_buf b;
+	char url[32], tiny[8];
+
+	opd_buf_init(&b);
+	assert_int_equal(opd_store_set_member(st, 0, "h:1", "http://h", "a", 1), OPD_EINVAL);
+	assert_int_equal(opd_store_set_member(st, 2, "h2:1", "https://h2:8443", "a", 1), 0);
+	assert_int_equal(opd_store_set_member(st, 1, "h1:1", "https://h1:8443", "a", 2), 0);
+	assert_int_equal(opd_store_set_member(st, 2, "h2:9", "https://h2new", "a", 3), 0);
+	assert_int_equal(opd_store_foreach_member(st, collect_member, &b), 0);
+	assert_buf(&b, "1=h1:1|https://h1:8443,2=h2:9|https://h2new,");
+	assert_int_equal(opd_store_member_admin_url(st, 2, url, sizeof url), 0);
+	assert_string_equal(url, "https://h2new");
+	assert_int_equal(opd_store_member_admin_url(st, 2, tiny, sizeof tiny), OPD_ETOOBIG);
+	assert_int_equal(opd_store_member_admin_url(st, 7, url, sizeof url), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_remove_member(st, 1, "a", 4), 0);
+	assert_int_equal(opd_store_remove_member(st, 1, "a", 5), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_foreach_member(st, collect_member, &b), 0);
+	assert_buf(&b, "2=h2:9|https://h2new,");
+	opd_buf_fini(&b);
+}
+
+static int collect_audit(void *data, const struct opd_audit_entry *e)
+{
+	opd_buf_appendf(data, "%llu:%s:%s:%s:%llu;", (unsigned long long)e->ts_ms, e->actor,
+			e->action, e->name, (unsigned long long)e->version);
+	return 0;
+}
+
+static void test_audit_listing(void **state)
+{
+	struct opd_store *st = *state;
+	struct opd_buf b;
+
+	opd_buf_init(&b);
+	put(st, "c", "v: 1\n", 0, NULL, 10, 1);
+	put(st, "c", "v: 2\n", 0, NULL, 11, 1);
+	assert_int_equal(opd_store_set_active(st, "c", 1, "bob", 12), 0);
+	assert_int_equal(opd_store_set_member(st, 4, "h:1", "u", "carol", 13), 0);
+	assert_int_equal(opd_store_audit(st, 14, "dave", "refused", "c", 9, "why"), 0);
+	assert_int_equal(opd_store_foreach_audit(st, 3, collect_audit, &b), 0);
+	assert_buf(&b, "14:dave:refused:c:9;13:carol:member-set:4:0;12:bob:rollback:c:1;");
+	assert_int_equal(opd_store_foreach_audit(st, 0, collect_audit, &b), 0);
+	assert_buf(&b, "14:dave:refused:c:9;13:carol:member-set:4:0;12:bob:rollback:c:1;"
+		       "11:alice:put:c:2;10:alice:put:c:1;");
+	opd_buf_fini(&b);
+}
+
+static void test_applied_in_transaction(void **state)
+{
+	struct opd_store *st = *state;
+	uint64_t index, wall;
+	uint32_t logical;
+
+	assert_int_equal(opd_store_get_applied(st, &index, &wall, &logical), 0);
+	assert_int_equal(index, 0);
+	assert_int_equal(wall, 0);
+	assert_int_equal(logical, 0);
+
+	assert_int_equal(opd_store_begin(st), 0);
+	assert_int_equal(opd_store_begin(st), OPD_ESTORE); /* no nesting of the outer one */
+	put(st, "c", "v: 1\n", 0, NULL, 10, 1);
+	assert_int_equal(opd_store_set_applied(st, 5, 10, 2), 0);
+	opd_store_rollback(st);
+	assert_int_equal(opd_store_get_applied(st, &index, &wall, &logical), 0);
+	assert_int_equal(index, 0);
+	struct opd_config_info c;
+	assert_int_equal(opd_store_get_config(st, "c", &c), OPD_ENOTFOUND);
+	opd_store_rollback(st); /* harmless without a transaction */
+
+	assert_int_equal(opd_store_begin(st), 0);
+	put(st, "c", "v: 1\n", 0, NULL, 10, 1);
+	assert_int_equal(opd_store_set_applied(st, 6, 10, 3), 0);
+	assert_int_equal(opd_store_commit(st), 0);
+	assert_int_equal(opd_store_get_applied(st, &index, &wall, &logical), 0);
+	assert_int_equal(index, 6);
+	assert_int_equal(wall, 10);
+	assert_int_equal(logical, 3);
+	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
+	opd_config_info_fini(&c);
+}
+
+static void full_history(struct opd_store *st)
+{
+	uint8_t pk[32], rid[16];
+	struct opd_request_record rec = {.op = 10, .version = 1};
+
+	history(st);
+	memset(pk, 9, sizeof pk);
+	memset(rid, 7, sizeof rid);
+	assert_int_equal(opd_store_add_signing_key(st, "kk", pk, 32, 1, "a", 200), 0);
+	assert_int_equal(opd_store_set_member(st, 1, "h1:9000", "https://h1", "a", 201), 0);
+	assert_int_equal(opd_store_put_request(st, rid, sizeof rid, &rec), 0);
+	assert_int_equal(opd_store_set_applied(st, 42, 201, 1), 0);
+}
+
+static void test_serialize_restore_memory(void **state)
+{
+	struct opd_store *st = *state, fresh;
+	uint8_t *img;
+	size_t len;
+	uint64_t index, wall;
+	uint32_t logical;
+	char *a, *b;
+
+	full_history(st);
+	assert_int_equal(opd_store_serialize(st, &img, &len), 0);
+	assert_true(len >= 512);
+
+	assert_int_equal(opd_store_open(&fresh, ":memory:"), 0);
+	put(&fresh, "junk", "x: 1\n", 0, NULL, 1, 1); /* replaced, not merged */
+	assert_int_equal(opd_store_restore(&fresh, img, len), 0);
+	a = dump_str(st);
+	b = dump_str(&fresh);
+	assert_string_equal(a, b);
+	assert_null(strstr(b, "junk"));
+	free(b);
+	assert_int_equal(opd_store_get_applied(&fresh, &index, &wall, &logical), 0);
+	assert_int_equal(index, 42);
+	/* The restored store is writable as usual. */
+	assert_int_equal(put(&fresh, "alpha", "k: q\n", 1, "a", 300, 1), 3);
+
+	/* Garbage, truncation and a flipped page are refused; the store is unchanged. */
+	b = dump_str(&fresh);
+	assert_int_equal(opd_store_restore(&fresh, img, 100), OPD_EINVAL);
+	assert_int_equal(opd_store_restore(&fresh, img, len - 512), OPD_EINVAL);
+	uint8_t *bad = malloc(len);
+	assert_non_null(bad);
+	memset(bad, 0x41, len);
+	assert_int_equal(opd_store_restore(&fresh, bad, len), OPD_EINVAL);
+	memcpy(bad, img, len);
+	memset(bad + len - 512, 0xee, 512); /* the last page of a table */
+	assert_int_not_equal(opd_store_restore(&fresh, bad, len), 0);
+	char *c = dump_str(&fresh);
+	assert_string_equal(b, c);
+	free(c);
+	free(b);
+	free(a);
+	free(bad);
+	free(img);
+	opd_store_close(&fresh);
+}
+
+static void test_serialize_restore_file(void **state)
+{
+	char dir[] = "/tmp/opd_store_XXXXXX", path[64], side[80];
+	struct opd_store *src = *state, st;
+	uint8_t *img;
+	size_t len;
+	char *a, *b;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/store.db", dir);
+	full_history(src);
+	assert_int_equal(opd_store_serialize(src, &img, &len), 0);
+	a = dump_str(src);
+
+	/* Into a file store, and back out of it: the file image is WAL-mode. */
+	assert_int_equal(opd_store_open(&st, path), 0);
+	assert_int_equal(opd_store_restore(&st, img, len), 0);
+	b = dump_str(&st);
+	assert_string_equal(a, b);
+	free(b);
+	free(img);
+	sqlite3_stmt *stmt;
+	assert_int_equal(sqlite3_prepare_v2(st.db, "PRAGMA journal_mode", -1, &stmt, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
+	sqlite3_finalize(stmt);
+	assert_int_equal(opd_store_serialize(&st, &img, &len), 0);
+	opd_store_close(&st);
+
+	/* Survives a reopen of the file. */
+	assert_int_equal(opd_store_open(&st, path), 0);
+	b = dump_str(&st);
+	assert_string_equal(a, b);
+	free(b);
+	opd_store_close(&st);
+
+	/* The WAL-mode image restores into a memory store too. */
+	assert_int_equal(opd_store_open(&st, ":memory:"), 0);
+	assert_int_equal(opd_store_restore(&st, img, len), 0);
+	b = dump_str(&st);
+	assert_string_equal(a, b);
+	free(b);
+	opd_store_close(&st);
+	free(img);
+	free(a);
+
+	unlink(path);
+	snprintf(side, sizeof side, "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof side, "%s-shm", path);
+	unlink(side);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* A database written by the 0001-only binary is migrated: the latest version learns its selector.
+ */
+static void test_migrate_from_v1(void **state)
+{
+	char dir[] = "/tmp/opd_store_XXXXXX", path[64];
+	struct opd_store st;
+	struct opd_version_info v;
+	sqlite3 *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/v1.db", dir);
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, opd_sql_migrations[0], NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "PRAGMA user_version = 1;"
+			 "INSERT INTO configs VALUES ('c', 4, 1, 2, 0, 1, 2);"
+			 "INSERT INTO config_selectors VALUES ('c', 'env', 'prod');"
+			 "INSERT INTO config_versions VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
+			 "INSERT INTO config_versions VALUES ('c', 2, zeroblob(32), 'm', 'a', 2);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(opd_store_open(&st, path), 0);
+	assert_int_equal(opd_store_get_version(&st, "c", 2, &v), 0);
+	assert_true(v.has_priority);
+	assert_int_equal(v.priority, 4);
+	assert_int_equal(v.selector.n, 1);
+	assert_string_equal(v.selector.v[0].value, "prod");
+	assert_int_equal(v.signature_len, 0);
+	assert_string_equal(v.key_id, "");
+	opd_version_info_fini(&v);
+	assert_int_equal(opd_store_get_version(&st, "c", 1, &v), 0);
+	assert_false(v.has_priority);
+	assert_int_equal(v.selector.n, 0);
+	opd_version_info_fini(&v);
+	opd_store_close(&st);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -490,6 +967,16 @@ int main(void)
 	    cmocka_unit_test(test_reopen_file),
 	    cmocka_unit_test(test_open_failure),
 	    T(test_put_inside_outer_transaction),
+	    T(test_put_explicit_version),
+	    T(test_set_selector),
+	    T(test_signing_keys),
+	    T(test_requests),
+	    T(test_members),
+	    T(test_audit_listing),
+	    T(test_applied_in_transaction),
+	    T(test_serialize_restore_memory),
+	    T(test_serialize_restore_file),
+	    cmocka_unit_test(test_migrate_from_v1),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
