@@ -50,14 +50,24 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-/* Option values must outlive parsing: they are kept in one arena for the process. */
+/* Option values must outlive parsing (config file lines do not): copies, freed at exit. */
+static char *kept[256];
+static size_t n_kept;
+
 static char *keep(const char *s)
 {
 	char *p = strdup(s);
 
-	if (p == NULL)
+	if (p == NULL || n_kept == sizeof kept / sizeof kept[0])
 		abort();
+	kept[n_kept++] = p;
 	return p;
+}
+
+static void release_kept(void)
+{
+	while (n_kept > 0)
+		free(kept[--n_kept]);
 }
 
 /* "host:port" → host and port. The last ':' splits, so "[::1]:4320" works too. */
@@ -265,7 +275,10 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "opampd: %s\n", server.errmsg);
 		return 1;
 	}
-	return opd_server_run(&server);
+	int rc = opd_server_run(&server);
+	curl_global_cleanup();
+	release_kept();
+	return rc;
 }
 
 static int keygen(int argc, char **argv)
