@@ -1437,7 +1437,7 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 			reply_method(resp, "GET");
 		return 0;
 	}
-	if (strcmp(seg[2], "cluster") == 0 && n <= 5) {
+	if (strcmp(seg[2], "cluster") == 0 && n <= 6) {
 		if (a->ops.cluster == NULL) {
 			reply_not_found(resp);
 			return 0;

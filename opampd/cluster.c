@@ -97,7 +97,7 @@ struct pending {
 	json_t *unreachable; /* array of member ids */
 	int outstanding;
 	uint64_t member_id;
-	char idempotency[64];
+	char idempotency[130];
 };
 
 static struct pending *pending_new(struct opd_cluster *c, void *conn)
@@ -176,7 +176,7 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 	struct opd_cluster *c = data;
 	struct opd_node_status st;
 	char url[OPD_CLUSTER_URL_MAX + 1024], base[OPD_CLUSTER_URL_MAX];
-	char auth[128], key[96], from[64], ctype[160];
+	char auth[128], key[160], from[64], ctype[160];
 	const char *headers[6];
 	const char *ct = opd_http_header(req, "Content-Type");
 	const char *idem = opd_http_header(req, "Idempotency-Key");
@@ -195,7 +195,7 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 		return -1;
 	}
 	p = pending_new(c, conn);
-	if (idem != NULL && strlen(idem) <= 60) {
+	if (idem != NULL && strlen(idem) <= 128) {
 		snprintf(p->idempotency, sizeof(p->idempotency), "%s", idem);
 	} else {
 		/* Make the forwarded write idempotent even if the client did not. */
