@@ -339,9 +339,9 @@ static int leader_once(struct opd_cluster *c, int verbose)
 		if (verbose)
 			fprintf(stderr, "cluster: node %d: role %s leader %lld term %lld\n",
 				c->nodes[i].id, role != NULL ? role : "?", lid,
-				st != NULL ? (long long)json_integer_value(
-						 json_object_get(st, "term"))
-					   : -1LL);
+				st != NULL
+				    ? (long long)json_integer_value(json_object_get(st, "term"))
+				    : -1LL);
 		if (lid < 0 || (agreed >= 0 && lid != agreed))
 			ok = 0;
 		agreed = lid;

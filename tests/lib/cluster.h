@@ -20,8 +20,8 @@
 
 enum opd_cluster_state {
 	OPD_CN_RUNNING = 0,
-	OPD_CN_KILLED,  /* SIGKILLed (or stopped) and reaped; the data directory stays */
-	OPD_CN_PAUSED,  /* SIGSTOPped */
+	OPD_CN_KILLED, /* SIGKILLed (or stopped) and reaped; the data directory stays */
+	OPD_CN_PAUSED, /* SIGSTOPped */
 };
 
 struct opd_cluster_node {
@@ -34,7 +34,7 @@ struct opd_cluster_node {
 
 struct opd_cluster {
 	int n;
-	char key_dir[256];  /* holds the shared signing key */
+	char key_dir[256]; /* holds the shared signing key */
 	char key_path[320];
 	char voters[OPD_CLUSTER_MAX][160];
 	const char *extra[24]; /* the caller's extra arguments (NULL-terminated, not copied) */

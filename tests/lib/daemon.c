@@ -2,13 +2,10 @@
 
 #include "cluster.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>

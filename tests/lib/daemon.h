@@ -23,7 +23,7 @@ struct opd_daemon {
 	char log_path[320]; /* the daemon's stderr */
 	int opamp_port;
 	int admin_port;
-	char token[128]; /* contents of <dir>/admin.token */
+	char token[128];      /* contents of <dir>/admin.token */
 	char raft_listen[32]; /* single node: the raft address chosen at start, reused on restart */
 	struct opd_cluster *cluster; /* cluster mode: the whole cluster (owned), else NULL */
 };
