@@ -839,6 +839,9 @@ static void call_done(void *data, const struct opd_write_result *r)
 			break;
 		}
 		json_object_set_new(o, "request_id", jstr(c->request_id));
+		/* A follower relaying this answer waits until it has applied this index itself. */
+		if (r->index > 0)
+			json_object_set_new(o, "applied_index", ju64(r->index));
 		if (r->duplicate)
 			json_object_set_new(o, "duplicate", json_true());
 		reply(resp, c->kind == CALL_PUBLISH && r->created ? 201 : 200, o);

@@ -97,6 +97,13 @@ struct pending {
 	json_t *unreachable; /* array of member ids */
 	int outstanding;
 	uint64_t member_id;
+	/* forwarded write: the leader's answer, held until this node applied it too */
+	uv_timer_t *wait;
+	uint64_t wait_index;
+	uint64_t wait_deadline;
+	struct opd_admin_response held;
+	int holding;
+	int answered; /* the client already got its answer; only the cleanup is left */
 	char idempotency[130];
 };
 
@@ -110,8 +117,17 @@ static struct pending *pending_new(struct opd_cluster *c, void *conn)
 	return p;
 }
 
+static void on_wait_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
 static void pending_free(struct pending *p)
 {
+	if (p->wait != NULL)
+		uv_close((uv_handle_t *)p->wait, on_wait_closed);
+	if (p->holding)
+		opd_admin_response_fini(&p->held);
 	opd_list_remove(&p->link);
 	json_decref(p->local);
 	json_decref(p->lists);
@@ -123,8 +139,9 @@ static void answer(struct pending *p, struct opd_admin_response *resp)
 {
 	struct opd_admin *a = p->c->admin;
 
-	if (p->conn != NULL && a->ops.complete != NULL)
+	if (!p->answered && p->conn != NULL && a->ops.complete != NULL)
 		a->ops.complete(a->ops.data, p->conn, resp);
+	p->answered = 1;
 }
 
 void opd_cluster_conn_closed(struct opd_cluster *c, void *conn)
@@ -141,32 +158,112 @@ void opd_cluster_conn_closed(struct opd_cluster *c, void *conn)
 
 /* ---- forwarding writes to the leader ---- */
 
+#define READ_YOUR_WRITE_MS 3000
+
+/*
+ * A write the leader acknowledged is relayed once this node has applied it
+ * too, so that whoever asked here reads their write here, and the agents of
+ * this node get it in their next poll. Bounded: after 3 s the answer goes
+ * out anyway.
+ */
+static void on_wait(uv_timer_t *t)
+{
+	struct pending *p = t->data;
+
+	if (opd_fsm_applied_index(&p->c->configs->fsm) < p->wait_index &&
+	    uv_now(p->c->loop) < p->wait_deadline)
+		return;
+	answer(p, &p->held);
+	pending_free(p);
+}
+
+/*
+ * While a forward is in flight: if this node loses contact with the leader
+ * (the read-only rule), answer read-only at once instead of waiting for a
+ * leader that may be gone; the outcome at the leader is unknown, so the
+ * client is told to retry with the same key.
+ */
+static void on_forward_watch(uv_timer_t *t)
+{
+	struct pending *p = t->data;
+	struct opd_node_status st;
+	struct opd_admin_response resp;
+
+	opd_node_status(p->c->node, &st);
+	if (!st.read_only || p->answered)
+		return;
+	uv_timer_stop(t);
+	opd_admin_response_init(&resp);
+	opd_buf_appendf(&resp.headers, "Retry-After: 1\r\n");
+	set_json_error(&resp, 503, "read_only",
+		       "node %llu is read-only: %s; the write was forwarded to the leader before "
+		       "and may still take effect: retry with the same Idempotency-Key (%s)",
+		       (unsigned long long)p->c->self_id, st.reason, p->idempotency);
+	answer(p, &resp);
+	opd_admin_response_fini(&resp);
+}
+
+static uint64_t applied_index_of(const uint8_t *body, size_t len)
+{
+	json_t *j = json_loadb((const char *)body, len, 0, NULL);
+	json_t *v = json_object_get(j, "applied_index");
+	uint64_t index = json_is_integer(v) && json_integer_value(v) > 0
+			     ? (uint64_t)json_integer_value(v)
+			     : 0;
+
+	json_decref(j);
+	return index;
+}
+
 static void forwarded(void *data, int status, const char *content_type, const char *retry_after,
 		      const uint8_t *body, size_t len)
 {
 	struct pending *p = data;
-	struct opd_admin_response resp;
+	struct opd_admin_response *resp = &p->held;
+	uint64_t index;
 
-	opd_admin_response_init(&resp);
+	if (p->answered) {
+		/* The contact with the leader was lost first and the client was told so. */
+		pending_free(p);
+		return;
+	}
+	if (p->wait != NULL) {
+		uv_timer_stop(p->wait);
+		uv_close((uv_handle_t *)p->wait, on_wait_closed);
+		p->wait = NULL;
+	}
+	opd_admin_response_init(resp);
+	p->holding = 1;
 	if (status < 0) {
 		p->c->forward_failures++;
 		/* The write may or may not have reached the leader: say so, as for a lost leadership. */
-		opd_buf_appendf(&resp.headers, "Retry-After: 1\r\n");
-		set_json_error(&resp, 503, "leader_unreachable",
-			       "could not complete the request at the leader (%s); if it was a write "
-			       "it may still take effect: retry with the same Idempotency-Key (%s)",
-			       opd_strerror(status), p->idempotency);
+		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
+		set_json_error(resp, 503, "read_only",
+			       "node %llu is read-only: the leader did not answer (%s); if the write "
+			       "reached it, it may still take effect: retry with the same "
+			       "Idempotency-Key (%s)",
+			       (unsigned long long)p->c->self_id, opd_strerror(status), p->idempotency);
 	} else {
-		resp.status = status;
-		resp.content_type = content_type != NULL && strncmp(content_type, "application/json", 16) == 0
-					? "application/json"
-					: "text/plain";
+		resp->status = status;
+		resp->content_type =
+		    content_type != NULL && strncmp(content_type, "application/json", 16) == 0
+			? "application/json"
+			: "text/plain";
 		if (retry_after != NULL)
-			opd_buf_appendf(&resp.headers, "Retry-After: %s\r\n", retry_after);
-		opd_buf_append(&resp.body, body, len);
+			opd_buf_appendf(&resp->headers, "Retry-After: %s\r\n", retry_after);
+		opd_buf_append(&resp->body, body, len);
+		index = status >= 200 && status < 300 ? applied_index_of(body, len) : 0;
+		if (index > opd_fsm_applied_index(&p->c->configs->fsm)) {
+			p->wait = opd_xmalloc(sizeof *p->wait);
+			uv_timer_init(p->c->loop, p->wait);
+			p->wait->data = p;
+			p->wait_index = index;
+			p->wait_deadline = uv_now(p->c->loop) + READ_YOUR_WRITE_MS;
+			uv_timer_start(p->wait, on_wait, 5, 5);
+			return;
+		}
 	}
-	answer(p, &resp);
-	opd_admin_response_fini(&resp);
+	answer(p, resp);
 	pending_free(p);
 }
 
@@ -186,7 +283,8 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 	int rc;
 
 	opd_node_status(c->node, &st);
-	if (st.leader_id == 0 || st.leader_id == c->self_id) {
+	/* No recent contact with a leader: say so now rather than wait on a peer that may be gone. */
+	if (st.read_only || st.leader_id == 0 || st.leader_id == c->self_id) {
 		refuse_read_only(c, resp, NULL);
 		return -1;
 	}
@@ -223,6 +321,10 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 		return -1;
 	}
 	c->forwarded++;
+	p->wait = opd_xmalloc(sizeof *p->wait);
+	uv_timer_init(c->loop, p->wait);
+	p->wait->data = p;
+	uv_timer_start(p->wait, on_forward_watch, 50, 50);
 	log_debug("forwarded %s %s to leader %llu", req->method, req->path,
 		  (unsigned long long)st.leader_id);
 	return 0;
@@ -571,7 +673,7 @@ int opd_cluster_init(struct opd_cluster *c, uv_loop_t *loop, struct opd_node *no
 	c->configs = configs;
 	c->admin = admin;
 	c->self_id = self_id;
-	c->forward_timeout_ms = 10000;
+	c->forward_timeout_ms = 5000;
 	opd_list_init(&c->pendings);
 	for (size_t i = 0; i < n_seeds && i < OPD_NODE_MAX_VOTERS; i++)
 		c->seeds[c->n_seeds++] = seeds[i];

@@ -217,6 +217,8 @@ void opd_configs_reload(struct opd_configs *c)
 	int rc;
 
 	active_clear(c);
+	/* A gauge: the active versions refused right now. */
+	c->unverified = 0;
 	rc = opd_store_foreach_config(&c->store, load_one, &lc);
 	if (rc == 0)
 		rc = lc.rc;
@@ -344,6 +346,7 @@ static void finish(struct opd_pending_write *w, int status, const struct opd_app
 			break;
 		}
 		res.version = ar->version;
+		res.index = ar->index;
 		res.created = ar->created || (res.duplicate && ar->version > 0);
 	}
 	if (res.status == 0) {

@@ -50,7 +50,7 @@ struct opd_configs {
 	struct opd_active_config *active; /* owned array, sorted by priority desc, name asc */
 	size_t n_active;
 	struct opd_pending_write *pending; /* proposals in flight (leader) */
-	uint64_t unverified;               /* active versions refused: bad or missing signature */
+	uint64_t unverified;               /* active versions refused now: bad or missing signature */
 	/* Called after every applied change of configurations. */
 	void (*changed)(void *data);
 	void *changed_data;
@@ -79,6 +79,7 @@ struct opd_write_result {
 	uint64_t version;
 	int created; /* publish: 0 when identical to the active version */
 	int duplicate; /* the request id was applied before: this is its result */
+	uint64_t index; /* raft index at which the change was applied (0 when nothing was) */
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
 	char message[256];
 	struct opd_validation_error verr;
