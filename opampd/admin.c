@@ -511,12 +511,14 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 	json_object_set_new(o, "name", jstr(name));
 	/* Provenance: the signed record's fields, the signature, and whether it checks out here. */
 	json_object_set_new(o, "selector", jkvs(&v.selector));
-	json_object_set_new(o, "priority", json_integer(v.has_priority ? v.priority : info.priority));
+	json_object_set_new(o, "priority",
+			    json_integer(v.has_priority ? v.priority : info.priority));
 	json_object_set_new(o, "term", ju64(v.term));
 	json_object_set_new(o, "hlc_logical", ju64(v.hlc_logical));
 	json_object_set_new(o, "key_id", jstr(v.key_id != NULL ? v.key_id : ""));
-	json_object_set_new(o, "signature", v.signature_len ? base64_encode(v.signature, v.signature_len)
-							  : json_null());
+	json_object_set_new(o, "signature",
+			    v.signature_len ? base64_encode(v.signature, v.signature_len)
+					    : json_null());
 	json_object_set_new(o, "verified", json_boolean(opd_configs_verify(a->configs, &v, &info)));
 	files = json_object();
 	for (size_t i = 0; i < v.files.n; i++) {
@@ -774,8 +776,8 @@ static void reply_write_error(struct opd_admin_response *resp, const struct opd_
 {
 	switch (r->status) {
 	case OPD_EINVAL: {
-		json_t *e = error_obj("invalid_config", r->verr.message[0] ? r->verr.message
-									 : r->message);
+		json_t *e =
+		    error_obj("invalid_config", r->verr.message[0] ? r->verr.message : r->message);
 		if (r->verr.file[0] != '\0')
 			set_kv(e, "file", jstr(r->verr.file));
 		if (r->verr.line > 0) {
@@ -914,8 +916,9 @@ out:
 	return rc;
 }
 
-static int config_rollback(struct opd_admin *a, const char *name, const struct opd_http_request *req,
-			   void *conn, struct opd_admin_response *resp)
+static int config_rollback(struct opd_admin *a, const char *name,
+			   const struct opd_http_request *req, void *conn,
+			   struct opd_admin_response *resp)
 {
 	static const char *const keys[] = {"version", NULL};
 	uint8_t id[OPD_REQUEST_ID_LEN];
@@ -1353,7 +1356,8 @@ static int parse_version(const char *s, uint64_t *out)
 }
 
 static int route_configs(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-			 char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+			 char seg[MAX_SEGMENTS][MAX_SEGMENT], int n,
+			 struct opd_admin_response *resp)
 {
 	uint64_t version;
 	int rc;
@@ -1451,8 +1455,8 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 			if (!write_here(a, req, conn, resp, &rc))
 				return rc;
 		}
-		return a->ops.cluster(a->ops.data, conn, req, n > 3 ? req->path + strlen("/api/v1/cluster") : "",
-				      resp);
+		return a->ops.cluster(a->ops.data, conn, req,
+				      n > 3 ? req->path + strlen("/api/v1/cluster") : "", resp);
 	}
 	reply_not_found(resp);
 	return 0;
@@ -1460,7 +1464,8 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 
 /* /internal/v1/...: calls between the nodes of a cluster, with the peer token only. */
 static int route_internal(struct opd_admin *a, const struct opd_http_request *req,
-			  char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+			  char seg[MAX_SEGMENTS][MAX_SEGMENT], int n,
+			  struct opd_admin_response *resp)
 {
 	if (!is_peer(a, req)) {
 		opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");

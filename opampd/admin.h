@@ -40,7 +40,8 @@ struct opd_admin_ops {
 	 */
 	int (*forward)(void *data, void *conn, const struct opd_http_request *req,
 		       struct opd_admin_response *resp);
-	/* GET /api/v1/cluster and the membership calls: fill resp, or defer and return OPD_EAGAIN. */
+	/* GET /api/v1/cluster and the membership calls: fill resp, or defer and return OPD_EAGAIN.
+	 */
 	int (*cluster)(void *data, void *conn, const struct opd_http_request *req, const char *sub,
 		       struct opd_admin_response *resp);
 	/*
@@ -58,9 +59,9 @@ struct opd_admin {
 	struct opd_registry *registry; /* borrowed */
 	const struct opd_clock *clock; /* borrowed */
 	struct opd_admin_ops ops;
-	char token[80];      /* the operator's bearer token */
-	char peer_token[80]; /* the cluster's internal token ("" = no peers) */
-	int ready;           /* /readyz answers 200 only when set */
+	char token[80];        /* the operator's bearer token */
+	char peer_token[80];   /* the cluster's internal token ("" = no peers) */
+	int ready;             /* /readyz answers 200 only when set */
 	struct opd_list calls; /* deferred writes waiting for the cluster */
 };
 

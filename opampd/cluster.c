@@ -78,7 +78,9 @@ static void refuse_read_only(struct opd_cluster *c, struct opd_admin_response *r
 	opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
 	set_json_error(resp, 503, "read_only", "node %llu is read-only: %s",
 		       (unsigned long long)c->self_id,
-		       why ? why : st.reason[0] ? st.reason : "no leader");
+		       why            ? why
+		       : st.reason[0] ? st.reason
+				      : "no leader");
 }
 
 /* ---- deferred answers ---- */
@@ -207,9 +209,8 @@ static uint64_t applied_index_of(const uint8_t *body, size_t len)
 {
 	json_t *j = json_loadb((const char *)body, len, 0, NULL);
 	json_t *v = json_object_get(j, "applied_index");
-	uint64_t index = json_is_integer(v) && json_integer_value(v) > 0
-			     ? (uint64_t)json_integer_value(v)
-			     : 0;
+	uint64_t index =
+	    json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 
 	json_decref(j);
 	return index;
@@ -236,13 +237,15 @@ static void forwarded(void *data, int status, const char *content_type, const ch
 	p->holding = 1;
 	if (status < 0) {
 		p->c->forward_failures++;
-		/* The write may or may not have reached the leader: say so, as for a lost leadership. */
+		/* The write may or may not have reached the leader: say so, as for a lost
+		 * leadership. */
 		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
-		set_json_error(resp, 503, "read_only",
-			       "node %llu is read-only: the leader did not answer (%s); if the write "
-			       "reached it, it may still take effect: retry with the same "
-			       "Idempotency-Key (%s)",
-			       (unsigned long long)p->c->self_id, opd_strerror(status), p->idempotency);
+		set_json_error(
+		    resp, 503, "read_only",
+		    "node %llu is read-only: the leader did not answer (%s); if the write "
+		    "reached it, it may still take effect: retry with the same "
+		    "Idempotency-Key (%s)",
+		    (unsigned long long)p->c->self_id, opd_strerror(status), p->idempotency);
 	} else {
 		resp->status = status;
 		resp->content_type =
@@ -283,7 +286,8 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 	int rc;
 
 	opd_node_status(c->node, &st);
-	/* No recent contact with a leader: say so now rather than wait on a peer that may be gone. */
+	/* No recent contact with a leader: say so now rather than wait on a peer that may be gone.
+	 */
 	if (st.read_only || st.leader_id == 0 || st.leader_id == c->self_id) {
 		refuse_read_only(c, resp, NULL);
 		return -1;
@@ -301,7 +305,8 @@ static int forward(void *data, void *conn, const struct opd_http_request *req,
 			abort();
 		opd_hex_encode(rnd, sizeof(rnd), p->idempotency);
 	}
-	snprintf(url, sizeof(url), "%s%s%s%s", base, req->path, req->query[0] ? "?" : "", req->query);
+	snprintf(url, sizeof(url), "%s%s%s%s", base, req->path, req->query[0] ? "?" : "",
+		 req->query);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->admin->peer_token);
 	snprintf(key, sizeof(key), "Idempotency-Key: %s", p->idempotency);
 	snprintf(from, sizeof(from), "X-Opampd-Forwarded: %llu", (unsigned long long)c->self_id);
@@ -455,7 +460,8 @@ static json_t *status_json(struct opd_cluster *c)
 	json_object_set_new(o, "applied_index", json_integer((json_int_t)st.applied_index));
 	json_object_set_new(o, "last_index", json_integer((json_int_t)st.last_index));
 	json_object_set_new(o, "read_only", json_boolean(st.read_only));
-	json_object_set_new(o, "read_only_reason", st.read_only ? json_string(st.reason) : json_null());
+	json_object_set_new(o, "read_only_reason",
+			    st.read_only ? json_string(st.reason) : json_null());
 	for (size_t i = 0; i < st.n_members; i++) {
 		json_t *m = json_object();
 		json_object_set_new(m, "id", json_integer((json_int_t)st.members[i].id));
@@ -478,7 +484,8 @@ static json_t *status_json(struct opd_cluster *c)
 		char hex[65] = "";
 		opd_buf_init(&dump);
 		if (opd_store_dump(&c->configs->store, &dump) == 0 &&
-		    EVP_Digest(opd_buf_rptr(&dump), opd_buf_avail(&dump), d, &dl, EVP_sha256(), NULL))
+		    EVP_Digest(opd_buf_rptr(&dump), opd_buf_avail(&dump), d, &dl, EVP_sha256(),
+			       NULL))
 			opd_hex_encode(d, sizeof d, hex);
 		opd_buf_fini(&dump);
 		json_object_set_new(o, "store_digest", json_string(hex));
@@ -519,7 +526,8 @@ static void member_recorded(void *data, const struct opd_write_result *res)
 
 static json_t *body_json(const struct opd_http_request *req, struct opd_admin_response *resp)
 {
-	json_t *j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *j =
+	    json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
 
 	if (!json_is_object(j)) {
 		json_decref(j);
@@ -603,8 +611,8 @@ static int cluster_call(void *data, void *conn, const struct opd_http_request *r
 			if (json_object_get(j, "role"))
 				role = json_string_value(json_object_get(j, "role"));
 		}
-		if (role == NULL || (strcmp(role, "voter") && strcmp(role, "standby") &&
-				     strcmp(role, "spare"))) {
+		if (role == NULL ||
+		    (strcmp(role, "voter") && strcmp(role, "standby") && strcmp(role, "spare"))) {
 			set_json_error(resp, 400, "invalid_argument",
 				       "role must be voter, standby or spare");
 			goto refused;
@@ -622,7 +630,8 @@ static int cluster_call(void *data, void *conn, const struct opd_http_request *r
 			if ((j = body_json(req, resp)) == NULL)
 				goto refused;
 			if (json_object_get(j, "id") && get_id(j, "id", &id) != 0) {
-				set_json_error(resp, 400, "invalid_argument", "id must be a node id");
+				set_json_error(resp, 400, "invalid_argument",
+					       "id must be a node id");
 				goto refused;
 			}
 		}

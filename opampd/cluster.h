@@ -42,7 +42,7 @@ struct opd_cluster {
 int opd_cluster_init(struct opd_cluster *c, uv_loop_t *loop, struct opd_node *node,
 		     struct opd_configs *configs, struct opd_admin *admin, uint64_t self_id,
 		     const struct opd_cluster_member *seeds, size_t n_seeds)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Stop the timer and the HTTP client; cb runs when everything is released. */
 void opd_cluster_close(struct opd_cluster *c, void (*cb)(void *data), void *data);

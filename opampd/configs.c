@@ -38,6 +38,8 @@ struct opd_pending_write {
 	char name[OPD_MAX_CONFIG_NAME + 1];
 	uint64_t version;
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
+	uint8_t request_id[OPD_REQUEST_ID_LEN];
+	int has_request_id;
 	opd_configs_cb cb;
 	void *data;
 };
@@ -372,7 +374,22 @@ static void finish(struct opd_pending_write *w, int status, const struct opd_app
 
 static void proposed(void *data, int status, const struct opd_apply_result *res)
 {
-	finish(data, status, res);
+	struct opd_pending_write *w = data;
+	struct opd_request_record rec;
+	struct opd_apply_result from_store = {0};
+
+	/*
+	 * Applied, but so long ago that the state machine's result ring moved
+	 * on (a burst of other writes): the requests table has the outcome.
+	 */
+	if (status == 0 && res == NULL && w->has_request_id &&
+	    opd_store_get_request(&w->c->store, w->request_id, OPD_REQUEST_ID_LEN, &rec) == 0) {
+		from_store.status = (enum opd_apply_status)rec.status;
+		from_store.version = rec.version;
+		from_store.created = rec.status == OPD_APPLY_OK && rec.version > 0;
+		res = &from_store;
+	}
+	finish(w, status, res);
 }
 
 /*
@@ -414,8 +431,8 @@ static int submit(struct opd_configs *c, opd_cmd *cmd, struct opd_pending_write 
 	return rc;
 }
 
-static void stamp(struct opd_configs *c, opd_cmd *cmd, const uint8_t *request_id,
-		  const char *actor)
+static void stamp(struct opd_configs *c, opd_cmd *cmd, const uint8_t *request_id, const char *actor,
+		  struct opd_pending_write *w)
 {
 	struct opd_hlc now;
 
@@ -424,6 +441,10 @@ static void stamp(struct opd_configs *c, opd_cmd *cmd, const uint8_t *request_id
 	now = opd_hlc_now(&c->hlc, opd_clock_wall(c->clock));
 	cmd->request_id.data = (uint8_t *)request_id;
 	cmd->request_id.len = request_id ? OPD_REQUEST_ID_LEN : 0;
+	if (w != NULL && request_id != NULL) {
+		memcpy(w->request_id, request_id, OPD_REQUEST_ID_LEN);
+		w->has_request_id = 1;
+	}
 	cmd->hlc_wall_ms = now.wall_ms;
 	cmd->hlc_logical = now.logical;
 	cmd->actor = (char *)(actor ? actor : "");
@@ -527,7 +548,8 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 	    memcmp(info.active_hash, w->hash, OPD_CONFIG_HASH_LEN) == 0 &&
 	    info.priority == p->priority && opd_kvs_equal(&info.selector, &selector)) {
 		/* Nothing would change: answer with the active version, write nothing. */
-		struct opd_apply_result ar = {.status = OPD_APPLY_OK, .version = info.active_version};
+		struct opd_apply_result ar = {.status = OPD_APPLY_OK,
+					      .version = info.active_version};
 		opd_config_info_fini(&info);
 		opd_kvs_fini(&selector);
 		opd_files_fini(&files);
@@ -535,7 +557,8 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 		return 0;
 	}
 	{
-		uint64_t latest = have ? info.latest_version : 0, inflight = pending_max_version(c, p->name);
+		uint64_t latest = have ? info.latest_version : 0,
+			 inflight = pending_max_version(c, p->name);
 		w->version = (inflight > latest ? inflight : latest) + 1;
 	}
 	opd_config_info_fini(&info);
@@ -553,7 +576,7 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 	Opampd__V1__File **file_ptrs = opd_xcalloc(files.n ? files.n : 1, sizeof *file_ptrs);
 	uint8_t sig[OPD_SIGN_SIG_LEN];
 
-	stamp(c, &cmd, request_id, p->actor);
+	stamp(c, &cmd, request_id, p->actor, w);
 	put.name = (char *)p->name;
 	put.n_selector = selector.n;
 	put.selector = pairs_of(&selector, pair_store);
@@ -607,18 +630,20 @@ int opd_configs_rollback(struct opd_configs *c, const char *name, uint64_t versi
 {
 	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
 	Opampd__V1__SetActive op = OPAMPD__V1__SET_ACTIVE__INIT;
+	struct opd_pending_write *w;
 	int rc;
 
 	if (!writable(c))
 		return OPD_ENOTLEADER;
 	if (answer_duplicate(c, WRITE_ROLLBACK, name, request_id, cb, data))
 		return 0;
-	stamp(c, &cmd, request_id, actor);
+	w = pending_new(c, WRITE_ROLLBACK, name, cb, data);
+	stamp(c, &cmd, request_id, actor, w);
 	op.name = (char *)name;
 	op.version = version;
 	cmd.op_case = OPAMPD__V1__COMMAND__OP_SET_ACTIVE;
 	cmd.set_active = &op;
-	rc = submit(c, &cmd, pending_new(c, WRITE_ROLLBACK, name, cb, data));
+	rc = submit(c, &cmd, w);
 	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
 }
 
@@ -627,17 +652,19 @@ int opd_configs_delete(struct opd_configs *c, const char *name, const char *acto
 {
 	opd_cmd cmd = OPAMPD__V1__COMMAND__INIT;
 	Opampd__V1__DeleteConfig op = OPAMPD__V1__DELETE_CONFIG__INIT;
+	struct opd_pending_write *w;
 	int rc;
 
 	if (!writable(c))
 		return OPD_ENOTLEADER;
 	if (answer_duplicate(c, WRITE_DELETE, name, request_id, cb, data))
 		return 0;
-	stamp(c, &cmd, request_id, actor);
+	w = pending_new(c, WRITE_DELETE, name, cb, data);
+	stamp(c, &cmd, request_id, actor, w);
 	op.name = (char *)name;
 	cmd.op_case = OPAMPD__V1__COMMAND__OP_DELETE_CONFIG;
 	cmd.delete_config = &op;
-	rc = submit(c, &cmd, pending_new(c, WRITE_DELETE, name, cb, data));
+	rc = submit(c, &cmd, w);
 	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
 }
 
@@ -650,7 +677,7 @@ int opd_configs_set_member(struct opd_configs *c, uint64_t id, const char *raft_
 
 	if (!writable(c))
 		return OPD_ENOTLEADER;
-	stamp(c, &cmd, NULL, "admin");
+	stamp(c, &cmd, NULL, "admin", NULL);
 	op.id = id;
 	op.raft_address = (char *)(raft_address ? raft_address : "");
 	op.admin_url = (char *)(admin_url ? admin_url : "");
@@ -685,7 +712,7 @@ void opd_configs_ensure_key(struct opd_configs *c)
 	for (const struct opd_pending_write *w = c->pending; w != NULL; w = w->next)
 		if (w->kind == WRITE_KEY)
 			return;
-	stamp(c, &cmd, NULL, "opampd");
+	stamp(c, &cmd, NULL, "opampd", NULL);
 	op.key_id = (char *)c->signer->key_id;
 	op.public_key.data = (uint8_t *)c->signer->public_key;
 	op.public_key.len = OPD_SIGN_PUBLIC_LEN;

@@ -43,14 +43,14 @@ struct opd_pending_write; /* private */
 struct opd_configs {
 	struct opd_store store;
 	struct opd_fsm fsm;
-	struct opd_node *node;            /* borrowed; NULL: apply directly (tests) */
-	const struct opd_signer *signer;  /* borrowed; signs new versions on the leader */
+	struct opd_node *node;           /* borrowed; NULL: apply directly (tests) */
+	const struct opd_signer *signer; /* borrowed; signs new versions on the leader */
 	const struct opd_clock *clock;
 	struct opd_hlc hlc;               /* this node's clock for stamping commands */
 	struct opd_active_config *active; /* owned array, sorted by priority desc, name asc */
 	size_t n_active;
 	struct opd_pending_write *pending; /* proposals in flight (leader) */
-	uint64_t unverified;               /* active versions refused now: bad or missing signature */
+	uint64_t unverified; /* active versions refused now: bad or missing signature */
 	/* Called after every applied change of configurations. */
 	void (*changed)(void *data);
 	void *changed_data;
@@ -77,8 +77,8 @@ struct opd_write_result {
 	 */
 	int status;
 	uint64_t version;
-	int created; /* publish: 0 when identical to the active version */
-	int duplicate; /* the request id was applied before: this is its result */
+	int created;    /* publish: 0 when identical to the active version */
+	int duplicate;  /* the request id was applied before: this is its result */
 	uint64_t index; /* raft index at which the change was applied (0 when nothing was) */
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
 	char message[256];
@@ -89,7 +89,7 @@ typedef void (*opd_configs_cb)(void *data, const struct opd_write_result *res);
 
 /* Open the store at path (":memory:" for tests) and the state machine over it. */
 int opd_configs_open(struct opd_configs *c, const char *path, const struct opd_clock *clock)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void opd_configs_close(struct opd_configs *c);
 
 /*
@@ -98,7 +98,8 @@ void opd_configs_close(struct opd_configs *c);
  * request_id (16 bytes) makes a retry idempotent.
  */
 int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
-			const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data);
+			const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb,
+			void *data);
 int opd_configs_rollback(struct opd_configs *c, const char *name, uint64_t version,
 			 const char *actor, const uint8_t request_id[OPD_REQUEST_ID_LEN],
 			 opd_configs_cb cb, void *data);

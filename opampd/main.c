@@ -12,29 +12,30 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: opampd serve [options]     run a node\n"
-		"       opampd keygen FILE         write a new cluster signing key (Ed25519, PEM)\n"
-		"\n"
-		"serve options (also accepted in a --config file as \"name = value\" lines):\n"
-		"  --config FILE              read options from FILE first (flags override it)\n"
-		"  --data-dir DIR             data directory (default ./opampd-data)\n"
-		"  --opamp-listen HOST:PORT   OpAMP listener (default 127.0.0.1:4320)\n"
-		"  --admin-listen HOST:PORT   admin API listener (default 127.0.0.1:4321)\n"
-		"  --node-id N                this node's raft id (default 1)\n"
-		"  --raft-listen HOST:PORT    raft address (default 127.0.0.1:4322)\n"
-		"  --voter ID=HOST:PORT=URL   an initial voter: raft address and admin URL; repeat\n"
-		"                             for each voter, the same on every node (default: this\n"
-		"                             node alone)\n"
-		"  --signing-key FILE         Ed25519 key signing configurations (default\n"
-		"                             DATA_DIR/signing.key, created for a single node; a\n"
-		"                             cluster's voters share one file)\n"
-		"  --heartbeat-interval SECS  heartbeat interval offered to agents (default 30)\n"
-		"  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
-		"(default 3)\n"
-		"  --max-connections N        OpAMP connections (default 100000)\n"
-		"  --log-level LEVEL          debug, info, warn or error (default info)\n"
-		"  --ready-file PATH          write the bound ports as JSON once listening\n");
+	fprintf(
+	    f,
+	    "usage: opampd serve [options]     run a node\n"
+	    "       opampd keygen FILE         write a new cluster signing key (Ed25519, PEM)\n"
+	    "\n"
+	    "serve options (also accepted in a --config file as \"name = value\" lines):\n"
+	    "  --config FILE              read options from FILE first (flags override it)\n"
+	    "  --data-dir DIR             data directory (default ./opampd-data)\n"
+	    "  --opamp-listen HOST:PORT   OpAMP listener (default 127.0.0.1:4320)\n"
+	    "  --admin-listen HOST:PORT   admin API listener (default 127.0.0.1:4321)\n"
+	    "  --node-id N                this node's raft id (default 1)\n"
+	    "  --raft-listen HOST:PORT    raft address (default 127.0.0.1:4322)\n"
+	    "  --voter ID=HOST:PORT=URL   an initial voter: raft address and admin URL; repeat\n"
+	    "                             for each voter, the same on every node (default: this\n"
+	    "                             node alone)\n"
+	    "  --signing-key FILE         Ed25519 key signing configurations (default\n"
+	    "                             DATA_DIR/signing.key, created for a single node; a\n"
+	    "                             cluster's voters share one file)\n"
+	    "  --heartbeat-interval SECS  heartbeat interval offered to agents (default 30)\n"
+	    "  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
+	    "(default 3)\n"
+	    "  --max-connections N        OpAMP connections (default 100000)\n"
+	    "  --log-level LEVEL          debug, info, warn or error (default info)\n"
+	    "  --ready-file PATH          write the bound ports as JSON once listening\n");
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -111,8 +112,8 @@ static int parse_voter(const char *s, struct opd_server_options *o)
 		if (o->voters[i].id == v)
 			return -1;
 	m = &o->voters[o->n_voters];
-	if ((size_t)(eq2 - eq1 - 1) >= sizeof m->raft_address || strlen(eq2 + 1) >= sizeof m->admin_url ||
-	    strncmp(eq2 + 1, "http", 4) != 0)
+	if ((size_t)(eq2 - eq1 - 1) >= sizeof m->raft_address ||
+	    strlen(eq2 + 1) >= sizeof m->admin_url || strncmp(eq2 + 1, "http", 4) != 0)
 		return -1;
 	m->id = v;
 	memcpy(m->raft_address, eq1 + 1, (size_t)(eq2 - eq1 - 1));
@@ -197,8 +198,8 @@ static int read_config(const char *path, struct opd_server_options *o, enum opd_
 		while (*p == ' ' || *p == '\t')
 			p++;
 		end = p + strlen(p);
-		while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
-				   end[-1] == '\t'))
+		while (end > p &&
+		       (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
 			*--end = '\0';
 		if (*p == '\0')
 			continue;

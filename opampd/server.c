@@ -243,17 +243,19 @@ static int node_config(struct opd_server *s, struct opd_node_config *nc, char *r
 		if (o->voters[i].id == o->node_id) {
 			self = 1;
 			if (strcmp(o->voters[i].raft_address, o->raft_listen) != 0) {
-				opd_errmsg_printf(s->errmsg,
-						  "--voter %llu says raft address %s but --raft-listen is %s",
-						  (unsigned long long)o->node_id,
-						  o->voters[i].raft_address, o->raft_listen);
+				opd_errmsg_printf(
+				    s->errmsg,
+				    "--voter %llu says raft address %s but --raft-listen is %s",
+				    (unsigned long long)o->node_id, o->voters[i].raft_address,
+				    o->raft_listen);
 				return OPD_EINVAL;
 			}
 		}
 	}
 	nc->n_voters = o->n_voters;
 	if (!self) {
-		/* A node joining later (added through the admin API) starts with no voters of its own. */
+		/* A node joining later (added through the admin API) starts with no voters of its
+		 * own. */
 		nc->n_voters = 0;
 	}
 	return 0;
@@ -292,9 +294,10 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	rc = opd_signer_load(&s->signer, key_path, o->n_voters <= 1);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s%s", s->signer.errmsg,
-				  o->n_voters > 1 ? " (a cluster needs the same --signing-key file on "
-						    "every voter: create one with opampd keygen FILE)"
-						  : "");
+				  o->n_voters > 1
+				      ? " (a cluster needs the same --signing-key file on "
+					"every voter: create one with opampd keygen FILE)"
+				      : "");
 		return rc;
 	}
 	opd_admin_peer_token(&s->signer, s->admin.peer_token);
@@ -355,11 +358,13 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 
 	opd_listener_limits_default(&lim);
 	lim.max_conns = o->max_conns;
-	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent. */
+	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent.
+	 */
 	lim.ws_ping_ms = o->heartbeat_s * 1000;
 	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
 	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
-	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim, &h);
+	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim,
+				&h);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s", s->opamp.errmsg);
 		return rc;
@@ -369,7 +374,8 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 			 opd_listener_port(&s->opamp), OPD_OPAMP_PATH);
 	opd_listener_limits_default(&lim);
 	lim.max_conns = 1024;
-	admin_handler = (struct opd_listener_handler){on_admin_request, on_admin_ws, on_admin_close, s};
+	admin_handler =
+	    (struct opd_listener_handler){on_admin_request, on_admin_ws, on_admin_close, s};
 	rc = opd_listener_start(&s->admin_listener, &s->loop, "admin", o->admin_host, o->admin_port,
 				&lim, &admin_handler);
 	if (rc != 0) {

@@ -31,7 +31,8 @@ struct opd_server_options {
 	uint64_t node_id;           /* default 1 */
 	const char *raft_listen;    /* raft host:port, default 127.0.0.1:4322 */
 	const char *signing_key;    /* default <data-dir>/signing.key (created for a single node) */
-	struct opd_cluster_member voters[OPD_NODE_MAX_VOTERS]; /* initial voters; none: this node alone */
+	struct opd_cluster_member
+	    voters[OPD_NODE_MAX_VOTERS]; /* initial voters; none: this node alone */
 	size_t n_voters;
 };
 

@@ -25,21 +25,22 @@ enum opd_apply_status {
 	OPD_APPLY_DUPLICATE, /* request_id seen before: nothing changed, result of the first */
 	OPD_APPLY_CONFLICT,  /* e.g. version is not latest + 1 */
 	OPD_APPLY_NOT_FOUND, /* unknown configuration, version or key */
-	OPD_APPLY_INVALID,   /* a command no valid leader proposes (refused, logged by the caller) */
+	OPD_APPLY_INVALID, /* a command no valid leader proposes (refused, logged by the caller) */
 };
 
 struct opd_apply_result {
 	uint64_t index; /* raft index of the entry; 0 = slot empty */
 	enum opd_apply_status status;
-	int op;           /* Opampd__V1__Command__OpCase of the command */
-	uint64_t version; /* PutVersion: the version written (or of the duplicate); SetActive: version */
-	int created;      /* PutVersion: 0 when identical to the active version (nothing written) */
+	int op; /* Opampd__V1__Command__OpCase of the command */
+	uint64_t
+	    version; /* PutVersion: the version written (or of the duplicate); SetActive: version */
+	int created; /* PutVersion: 0 when identical to the active version (nothing written) */
 	char name[129];
 	char message[160];
 };
 
 struct opd_fsm {
-	struct raft_fsm raft; /* version 2; raft.data = this */
+	struct raft_fsm raft;    /* version 2; raft.data = this */
 	struct opd_store *store; /* borrowed */
 	/* The index of the entry apply() is called for: raft_last_applied(r) + 1. */
 	uint64_t (*next_index)(void *data);

@@ -334,7 +334,8 @@ static int evaluate(struct opd_node *n, int *read_only, char *reason, size_t cap
 	}
 	if (n->broken) {
 		if (reason != NULL)
-			snprintf(reason, cap, "raft refused an entry (RAFT_INVALID): restart the node");
+			snprintf(reason, cap,
+				 "raft refused an entry (RAFT_INVALID): restart the node");
 		return 0;
 	}
 	note_state(n);
@@ -473,10 +474,12 @@ static int check_config(const struct opd_node_config *cfg, char *errmsg)
 		opd_errmsg_printf(errmsg, "at most %d initial voters", OPD_NODE_MAX_VOTERS);
 		return OPD_EINVAL;
 	}
-	if (cfg->heartbeat_ms == 0 || cfg->election_timeout_ms <= W_HEARTBEATS * cfg->heartbeat_ms) {
+	if (cfg->heartbeat_ms == 0 ||
+	    cfg->election_timeout_ms <= W_HEARTBEATS * cfg->heartbeat_ms) {
 		/* raft only asserts heartbeat < election (compiled out); the
 		 * read-only window W = 3 heartbeats must stay below the election timeout. */
-		opd_errmsg_printf(errmsg, "election timeout %u ms must exceed %d heartbeats of %u ms",
+		opd_errmsg_printf(errmsg,
+				  "election timeout %u ms must exceed %d heartbeats of %u ms",
 				  cfg->election_timeout_ms, W_HEARTBEATS, cfg->heartbeat_ms);
 		return OPD_EINVAL;
 	}
@@ -503,7 +506,8 @@ static int check_config(const struct opd_node_config *cfg, char *errmsg)
 			self = true;
 			if (strcmp(v->address, cfg->address) != 0) {
 				opd_errmsg_printf(errmsg, "voter %llu has address %s, node has %s",
-						  (unsigned long long)v->id, v->address, cfg->address);
+						  (unsigned long long)v->id, v->address,
+						  cfg->address);
 				return OPD_EINVAL;
 			}
 		}
@@ -534,8 +538,8 @@ static void raft_closed(struct raft *r)
 
 	/* raft_close fired every pending request before closing the io (raft.c). */
 	if (n->pending != 0)
-		log_error("node %llu closed with %u requests unanswered",
-			  (unsigned long long)r->id, n->pending);
+		log_error("node %llu closed with %u requests unanswered", (unsigned long long)r->id,
+			  n->pending);
 	raft_uv_close(&n->io);
 	raft_uv_tcp_close(&n->transport);
 	if (n->fsm->index_data == n) {
@@ -676,7 +680,8 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	}
 	rv = raft_start(&n->raft);
 	if (rv != 0) {
-		opd_errmsg_printf(errmsg, "raft start: %s", error_text(n, rv));
+		/* raft says only "I/O error" when the listener cannot bind. */
+		opd_errmsg_printf(errmsg, "raft start on %s: %s", n->address, error_text(n, rv));
 		goto fail_close;
 	}
 	note_state(n); /* a single voter elects itself inside raft_start */
@@ -844,6 +849,26 @@ static void transfer_cb(struct raft_transfer *req)
 	change_finish(c, OPD_EAGAIN, msg);
 }
 
+/*
+ * Refuse what raft would refuse after allocating: raft_add and raft_remove
+ * encode the new configuration first and leak it when the submit then fails
+ * with NOTLEADER or CANTCHANGE (legacy.c clientChangeConfiguration; seen with
+ * LeakSanitizer). The same fields are what raft checks (membership.c).
+ */
+static int can_change(struct opd_node *n)
+{
+	struct raft *r = &n->raft;
+
+	if (n->closing)
+		return OPD_ECANCELED;
+	if (raft_state(r) != RAFT_LEADER || raft_transferee(r) != 0)
+		return OPD_ENOTLEADER;
+	if (r->configuration_uncommitted_index != 0 || r->leader_state.promotee_id != 0 ||
+	    r->legacy.change != NULL)
+		return OPD_ECONFLICT;
+	return 0;
+}
+
 static struct change *change_new(struct opd_node *n, enum change_kind kind, uint64_t target,
 				 opd_node_change_cb cb, void *data)
 {
@@ -875,26 +900,30 @@ int opd_node_add(struct opd_node *n, uint64_t id, const char *address, opd_node_
 		 void *data)
 {
 	struct change *c;
+	int rc;
 
-	if (n->closing)
-		return OPD_ECANCELED;
 	if (id == 0 || address == NULL || address[0] == '\0' ||
 	    strlen(address) >= sizeof(((struct opd_node_member *)0)->address))
 		return OPD_EINVAL;
+	rc = can_change(n);
+	if (rc != 0)
+		return rc;
 	c = change_new(n, CHANGE_ADD, id, cb, data);
 	c->req.change.data = c;
-	return change_submitted(
-	    n, c, raft_add(&n->raft, &c->req.change, id, address, change_cb), "add");
+	return change_submitted(n, c, raft_add(&n->raft, &c->req.change, id, address, change_cb),
+				"add");
 }
 
 int opd_node_assign(struct opd_node *n, uint64_t id, int role, opd_node_change_cb cb, void *data)
 {
 	struct change *c;
+	int rc;
 
-	if (n->closing)
-		return OPD_ECANCELED;
 	if (id == 0 || (role != RAFT_VOTER && role != RAFT_STANDBY && role != RAFT_SPARE))
 		return OPD_EINVAL;
+	rc = can_change(n);
+	if (rc != 0)
+		return rc;
 	c = change_new(n, CHANGE_ASSIGN, id, cb, data);
 	c->role = role;
 	c->req.change.data = c;
@@ -905,11 +934,13 @@ int opd_node_assign(struct opd_node *n, uint64_t id, int role, opd_node_change_c
 int opd_node_remove(struct opd_node *n, uint64_t id, opd_node_change_cb cb, void *data)
 {
 	struct change *c;
+	int rc;
 
-	if (n->closing)
-		return OPD_ECANCELED;
 	if (id == 0)
 		return OPD_EINVAL;
+	rc = can_change(n);
+	if (rc != 0)
+		return rc;
 	c = change_new(n, CHANGE_REMOVE, id, cb, data);
 	c->req.change.data = c;
 	return change_submitted(n, c, raft_remove(&n->raft, &c->req.change, id, change_cb),

@@ -28,14 +28,14 @@ struct opd_node_member {
 
 struct opd_node_config {
 	uint64_t id;
-	const char *address;  /* raft host:port this node listens on */
-	const char *dir;      /* raft log and snapshots (created if missing) */
+	const char *address; /* raft host:port this node listens on */
+	const char *dir;     /* raft log and snapshots (created if missing) */
 	struct opd_node_member voters[OPD_NODE_MAX_VOTERS]; /* initial voters, self included */
 	size_t n_voters;
 	unsigned election_timeout_ms; /* default 1000 */
 	unsigned heartbeat_ms;        /* default 100 */
 	unsigned snapshot_threshold;  /* default 1024 */
-	unsigned snapshot_trailing;   /* default 8192: keep followers off InstallSnapshot (§6 #3) */
+	unsigned snapshot_trailing; /* default 8192: keep followers off InstallSnapshot (§6 #3) */
 };
 
 struct opd_node;
@@ -54,8 +54,9 @@ struct opd_node_status {
 	struct {
 		uint64_t id;
 		char address[128];
-		const char *role; /* "voter", "standby", "spare" */
-		int64_t last_contact_ms; /* ms since this node last heard from it; -1 unknown; 0 for self */
+		const char *role;        /* "voter", "standby", "spare" */
+		int64_t last_contact_ms; /* ms since this node last heard from it; -1 unknown; 0 for
+					    self */
 	} members[OPD_NODE_MAX_MEMBERS];
 };
 
@@ -86,7 +87,8 @@ int opd_node_propose(struct opd_node *n, const uint8_t *payload, size_t len, opd
 		     void *data);
 
 /* Membership and leadership (leader only). cb runs once with 0 or an OPD_E* code and a message. */
-int opd_node_add(struct opd_node *n, uint64_t id, const char *address, opd_node_change_cb cb, void *data);
+int opd_node_add(struct opd_node *n, uint64_t id, const char *address, opd_node_change_cb cb,
+		 void *data);
 int opd_node_assign(struct opd_node *n, uint64_t id, int role, opd_node_change_cb cb, void *data);
 int opd_node_remove(struct opd_node *n, uint64_t id, opd_node_change_cb cb, void *data);
 int opd_node_transfer(struct opd_node *n, uint64_t id, opd_node_change_cb cb, void *data);

@@ -37,7 +37,7 @@ struct opd_signer {
 struct opd_version_record {
 	const char *name;
 	uint64_t version;
-	const uint8_t *config_hash; /* 32 bytes */
+	const uint8_t *config_hash;     /* 32 bytes */
 	const struct opd_kvs *selector; /* sorted */
 	int64_t priority;
 	uint64_t term;
@@ -51,7 +51,7 @@ struct opd_version_record {
  * OPD_EIO / OPD_EINVAL (not an Ed25519 key) with s->errmsg set.
  */
 int opd_signer_load(struct opd_signer *s, const char *path, int create)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void opd_signer_fini(struct opd_signer *s);
 
 /* Append the signed bytes of a record to out (exposed for tests and documentation). */
@@ -66,6 +66,7 @@ int opd_sign_verify(const uint8_t public_key[OPD_SIGN_PUBLIC_LEN],
 		    const struct opd_version_record *rec, const uint8_t *sig, size_t sig_len);
 
 /* Key id of a raw public key (17 bytes with the NUL). */
-void opd_sign_key_id(const uint8_t public_key[OPD_SIGN_PUBLIC_LEN], char out[OPD_SIGN_KEY_ID_LEN + 1]);
+void opd_sign_key_id(const uint8_t public_key[OPD_SIGN_PUBLIC_LEN],
+		     char out[OPD_SIGN_KEY_ID_LEN + 1]);
 
 #endif

@@ -456,7 +456,8 @@ static void test_list_get_versions(void **state)
 	json_t *arr, *c, *v, *file;
 	struct res r;
 
-	f->fc.wall_ms = 1800000005000ull; /* ahead of the key registration: the HLC follows the wall clock */
+	f->fc.wall_ms =
+	    1800000005000ull; /* ahead of the key registration: the HLC follows the wall clock */
 	publish_ok(
 	    f, "/api/v1/configs/zeta",
 	    "{\"selector\": {\"env\": \"prod\"}, \"priority\": 2, \"message\": \"one\","

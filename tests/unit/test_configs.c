@@ -84,12 +84,12 @@ static int rollback(struct fixture *f, const char *name, uint64_t version)
 {
 	struct opd_write_result wr = {.status = 12345};
 
-	assert_int_equal(opd_configs_rollback(&f->configs, name, version, "test", NULL, capture, &wr),
-			 0);
+	assert_int_equal(
+	    opd_configs_rollback(&f->configs, name, version, "test", NULL, capture, &wr), 0);
 	return wr.status;
 }
 
-static int delete(struct fixture *f, const char *name)
+static int delete (struct fixture *f, const char *name)
 {
 	struct opd_write_result wr = {.status = 12345};
 
@@ -167,9 +167,9 @@ static void test_rollback_and_delete_change_desired(void **state)
 	assert_memory_equal(d.hash, h1, sizeof h1);
 	assert_int_equal(rollback(f, "c", 9), OPD_ENOTFOUND);
 
-	assert_int_equal(delete(f, "c"), 0);
+	assert_int_equal(delete (f, "c"), 0);
 	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), OPD_ENOTFOUND);
-	assert_int_equal(delete(f, "c"), OPD_ENOTFOUND);
+	assert_int_equal(delete (f, "c"), OPD_ENOTFOUND);
 	free_agent(&a);
 }
 
