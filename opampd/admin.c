@@ -1038,6 +1038,38 @@ static void audit_list(struct opd_admin *a, const struct opd_http_request *req,
 	reply(resp, 200, root);
 }
 
+/* ---- signing keys ---- */
+
+static int key_cb(void *data, const struct opd_signing_key *k)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "key_id", jstr(k->key_id));
+	json_object_set_new(o, "public_key",
+			    base64_encode(k->public_key, OPD_STORE_PUBLIC_KEY_LEN));
+	json_object_set_new(o, "active", json_boolean(k->active));
+	json_object_set_new(o, "added_ms", ju64(k->added_ms));
+	json_object_set_new(o, "retired_ms", k->retired_ms ? ju64(k->retired_ms) : json_null());
+	json_array_append_new(data, o);
+	return 0;
+}
+
+/* GET /api/v1/signing-keys: the public keys agents and tools verify versions with. */
+static void keys_list(struct opd_admin *a, struct opd_admin_response *resp)
+{
+	json_t *arr = json_array(), *root;
+
+	if (opd_store_foreach_signing_key(&a->configs->store, key_cb, arr) != 0) {
+		json_decref(arr);
+		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
+		return;
+	}
+	root = json_object();
+	json_object_set_new(root, "algorithm", jstr("Ed25519"));
+	json_object_set_new(root, "keys", arr);
+	reply(resp, 200, root);
+}
+
 /* ---- agents ---- */
 
 static json_t *health_json(const Opamp__Proto__V1__ComponentHealth *h, int depth)
@@ -1436,6 +1468,13 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 			return 0;
 		}
 		return agents_list(a, req, conn, resp);
+	}
+	if (strcmp(seg[2], "signing-keys") == 0 && n == 3) {
+		if (method_is(req, "GET"))
+			keys_list(a, resp);
+		else
+			reply_method(resp, "GET");
+		return 0;
 	}
 	if (strcmp(seg[2], "audit") == 0 && n == 3) {
 		if (method_is(req, "GET"))

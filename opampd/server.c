@@ -134,11 +134,66 @@ static void admin_complete(void *data, void *conn, struct opd_admin_response *re
 	respond_admin(conn, resp);
 }
 
+/* GET /metrics: Prometheus text format, no token (bind the admin port privately). */
+static void metrics(struct opd_server *s, struct opd_buf *out)
+{
+	struct opd_node_status st;
+	const struct opd_endpoint_stats *e = &s->endpoint.stats;
+
+	opd_node_status(s->node, &st);
+#define GAUGE(name, help, value)                                                                   \
+	opd_buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name,   \
+			(unsigned long long)(value))
+#define COUNTER(name, help, value)                                                                 \
+	opd_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, \
+			(unsigned long long)(value))
+	GAUGE("opampd_agents", "Agents known to this node.", s->registry.n_agents);
+	GAUGE("opampd_agents_connected", "Agents connected to this node.", s->registry.n_connected);
+	GAUGE("opampd_connections", "Open OpAMP connections.", s->opamp.n_conns);
+	COUNTER("opampd_connections_refused_total", "Connections refused over the limit.",
+		s->opamp.refused);
+	COUNTER("opampd_messages_websocket_total", "AgentToServer messages over WebSocket.",
+		e->messages_ws);
+	COUNTER("opampd_messages_http_total", "AgentToServer messages over plain HTTP.",
+		e->messages_http);
+	COUNTER("opampd_bad_requests_total", "Undecodable messages answered with BadRequest.",
+		e->bad_requests);
+	COUNTER("opampd_protocol_errors_total", "Connections closed for framing errors.",
+		e->protocol_errors);
+	COUNTER("opampd_config_pushes_total", "Remote configs pushed without a request.",
+		e->pushes);
+	GAUGE("opampd_configs_active", "Configurations served (verified active versions).",
+	      s->configs.n_active);
+	GAUGE("opampd_unverified_versions", "Active versions refused: bad or missing signature.",
+	      s->configs.unverified);
+	COUNTER("opampd_forwarded_writes_total", "Writes forwarded to the leader.",
+		s->cluster.forwarded);
+	COUNTER("opampd_forward_failures_total", "Forwards the leader did not answer.",
+		s->cluster.forward_failures);
+	GAUGE("opampd_raft_term", "Current raft term.", st.term);
+	GAUGE("opampd_raft_commit_index", "Raft commit index.", st.commit_index);
+	GAUGE("opampd_raft_applied_index", "Raft applied index.", st.applied_index);
+	GAUGE("opampd_raft_leader", "1 when this node is the leader.",
+	      strcmp(st.role, "leader") == 0);
+	GAUGE("opampd_read_only", "1 when this node refuses writes.", st.read_only);
+#undef GAUGE
+#undef COUNTER
+}
+
 static void on_admin_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
 {
 	struct opd_server *s = data;
 	struct opd_admin_response resp;
 
+	if (strcmp(req->path, "/metrics") == 0 && strcmp(req->method, "GET") == 0) {
+		struct opd_buf out;
+		opd_buf_init(&out);
+		metrics(s, &out);
+		opd_conn_respond(c, 200, "text/plain; version=0.0.4", NULL, opd_buf_rptr(&out),
+				 opd_buf_avail(&out));
+		opd_buf_fini(&out);
+		return;
+	}
 	opd_admin_response_init(&resp);
 	if (opd_admin_handle(&s->admin, req, c, &resp) == 0)
 		respond_admin(c, &resp);

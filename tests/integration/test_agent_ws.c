@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "admin_client.h"
 #include "agent_client.h"
@@ -348,6 +349,133 @@ static void test_silent_agent_becomes_suspect(void **state)
 	json_decref(a);
 }
 
+/* ---- provenance: verify a pushed config from the README's description alone ---- */
+
+static void put_field(uint8_t *buf, size_t *n, const void *p, size_t len)
+{
+	for (int i = 7; i >= 0; i--)
+		buf[(*n)++] = (uint8_t)((uint64_t)len >> (8 * i));
+	memcpy(buf + *n, p, len);
+	*n += len;
+}
+
+static void put_decimal(uint8_t *buf, size_t *n, long long v)
+{
+	char text[32];
+
+	snprintf(text, sizeof text, "%lld", v);
+	put_field(buf, n, text, strlen(text));
+}
+
+static int unb64(const char *in, uint8_t *out, size_t cap)
+{
+	int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)strlen(in));
+	size_t len = strlen(in);
+
+	if (n < 0 || (size_t)n > cap)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes. */
+	while (len > 0 && in[len - 1] == '=') {
+		n--;
+		len--;
+	}
+	return n;
+}
+
+static void test_signed_config_verifies(void **state)
+{
+	static const char yaml[] = "processors:\n  batch: {}\n";
+	struct fx *f = *state;
+	Opamp__Proto__V1__CustomCapabilities cc = OPAMP__PROTO__V1__CUSTOM_CAPABILITIES__INIT;
+	char *caps[] = {"io.opampd.config-signature"};
+	Opamp__Proto__V1__ServerToAgent *r;
+	struct opd_ta_msg b;
+	struct opd_client_resp resp;
+	json_t *sig, *keys, *k, *sel;
+	char hash[65];
+	int version;
+	uint8_t signed_bytes[4096], raw_hash[32], signature[80], pub[40];
+	size_t n = 0, i;
+
+	/* The agent announces the signature capability in its first report. */
+	assert_int_equal(opd_ta_ws_connect(&f->a), 0);
+	opd_ta_msg_full(&b, &f->a, "verifier");
+	cc.n_capabilities = 1;
+	cc.capabilities = caps;
+	b.msg.custom_capabilities = &cc;
+	r = opd_ta_exchange(&f->a, &b.msg, REPLY_MS);
+	assert_non_null(r);
+	S2A_FREE(r);
+
+	assert_int_equal(opd_api_publish(&f->d, "signed", yaml, hash, &version), 201);
+	r = opd_ta_recv(&f->a, REPLY_MS);
+	assert_non_null(r);
+	assert_non_null(r->remote_config);
+	assert_non_null(r->custom_message);
+	assert_string_equal(r->custom_message->capability, "io.opampd.config-signature");
+	assert_string_equal(r->custom_message->type, "config-signature");
+	sig = json_loadb((const char *)r->custom_message->data.data, r->custom_message->data.len, 0,
+			 NULL);
+	assert_non_null(sig);
+	assert_string_equal(json_string_value(json_object_get(sig, "config_hash")), hash);
+	assert_string_equal(json_string_value(json_object_get(sig, "algorithm")), "Ed25519");
+
+	/* The signed bytes, exactly as README.md describes them. */
+	put_field(signed_bytes, &n, "opampd.config-version.v1", 24);
+	put_field(signed_bytes, &n, json_string_value(json_object_get(sig, "name")),
+		  strlen(json_string_value(json_object_get(sig, "name"))));
+	put_decimal(signed_bytes, &n, json_integer_value(json_object_get(sig, "version")));
+	for (i = 0; i < 32; i++)
+		sscanf(hash + 2 * i, "%2hhx", &raw_hash[i]);
+	assert_memory_equal(raw_hash, r->remote_config->config_hash.data, 32);
+	put_field(signed_bytes, &n, raw_hash, 32);
+	sel = json_object_get(sig, "selector");
+	/* Published without a selector: zero pairs follow the count. */
+	assert_int_equal(json_object_size(sel), 0);
+	put_decimal(signed_bytes, &n, 0);
+	put_decimal(signed_bytes, &n, json_integer_value(json_object_get(sig, "priority")));
+	put_decimal(signed_bytes, &n, json_integer_value(json_object_get(sig, "term")));
+	put_decimal(signed_bytes, &n, json_integer_value(json_object_get(sig, "hlc_wall_ms")));
+	put_decimal(signed_bytes, &n, json_integer_value(json_object_get(sig, "hlc_logical")));
+
+	/* The public key the cluster publishes, by key id. */
+	assert_int_equal(
+	    opd_api_request(&f->d, "GET", "/api/v1/signing-keys", NULL, f->d.token, &resp, &keys),
+	    200);
+	k = NULL;
+	json_array_foreach(json_object_get(keys, "keys"), i, k)
+	{
+		if (strcmp(json_string_value(json_object_get(k, "key_id")),
+			   json_string_value(json_object_get(sig, "key_id"))) == 0)
+			break;
+		k = NULL;
+	}
+	assert_non_null(k);
+	assert_int_equal(
+	    unb64(json_string_value(json_object_get(k, "public_key")), pub, sizeof pub), 32);
+	assert_int_equal(unb64(json_string_value(json_object_get(sig, "signature")), signature,
+			       sizeof signature),
+			 64);
+
+	EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	assert_non_null(pk);
+	assert_int_equal(EVP_DigestVerifyInit(md, NULL, NULL, NULL, pk), 1);
+	assert_int_equal(EVP_DigestVerify(md, signature, 64, signed_bytes, n), 1);
+	/* And a flipped byte does not verify. */
+	signed_bytes[n - 1] ^= 1;
+	EVP_MD_CTX_free(md);
+	md = EVP_MD_CTX_new();
+	assert_int_equal(EVP_DigestVerifyInit(md, NULL, NULL, NULL, pk), 1);
+	assert_int_not_equal(EVP_DigestVerify(md, signature, 64, signed_bytes, n), 1);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pk);
+	json_decref(keys);
+	opd_client_resp_free(&resp);
+	json_decref(sig);
+	S2A_FREE(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +486,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_health_transitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_silent_agent_becomes_suspect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_signed_config_verifies, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("integration/agent_ws", tests, NULL, NULL);
