@@ -351,6 +351,16 @@ static int propose_value(uint64_t id, uint64_t v, struct prop *p)
 	return opd_node_propose(nodes[id].n, buf, sizeof buf, on_propose, p);
 }
 
+/* An apply callback that closes its node: raft must not be closed from inside itself (§6 #7). */
+static void close_from_callback(void *data, int status, const struct opd_apply_result *res)
+{
+	struct tnode *t = data;
+
+	(void)res;
+	assert_int_equal(status, 0);
+	opd_node_close(t->n, on_closed, t);
+}
+
 /* Propose v on id and wait for a successful callback carrying the FSM's result. */
 static void propose_ok(uint64_t id, uint64_t v)
 {
@@ -526,10 +536,24 @@ static void test_single_node(void **state)
 	assert_int_equal(
 	    opd_node_propose(nodes[1].n, (const uint8_t *)"abcdefgh", 8, on_propose, &p),
 	    OPD_ECANCELED);
+	/* While closing, the status says so (raft_state() would still say leader, §6 #12). */
+	assert_string_equal(role_of(1), "closed");
 	assert_true(run_until(is_closed, &nodes[1], 5000));
 	assert_int_equal(p.calls, 1);
 	assert_int_equal(p.status, OPD_ECANCELED);
 	nodes[1].n = NULL;
+
+	/* Closing from inside an apply callback is safe. */
+	node_start(1, 1, 4, 2);
+	{
+		uint8_t buf[16] = {1};
+
+		assert_int_equal(opd_node_propose(nodes[1].n, buf, sizeof buf, close_from_callback,
+						  &nodes[1]),
+				 0);
+		assert_true(run_until(is_closed, &nodes[1], 5000));
+		nodes[1].n = NULL;
+	}
 }
 
 static void check_members(uint64_t id, uint64_t leader, size_t n)
