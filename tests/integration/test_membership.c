@@ -23,20 +23,6 @@
 
 #define CALL_MS 10000
 
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
 /* POST/DELETE on node i; returns the status, prints the body when it is not want. */
 static int call(struct opd_cluster *c, int i, const char *method, const char *path,
 		const char *body, int want)
@@ -85,7 +71,7 @@ static void test_add_promote_transfer_remove(void **state)
 	struct opd_daemon d4;
 	char raft4[32], admin4[32], url4[64], body[256], role[32], d1[65], dig4[65];
 	const char *extra[16];
-	int l, n = 0, raft_port = free_port(), admin_port = free_port();
+	int l, n = 0, raft_port = opd_test_free_port(), admin_port = opd_test_free_port();
 	uint64_t deadline;
 	json_t *st;
 

@@ -19,36 +19,6 @@
 #define STATUS_TIMEOUT_MS 2000
 #define POLL_MS 50
 
-/*
- * Pick n distinct free loopback ports: every socket stays bound until all are picked, so the
- * kernel cannot hand out the same port twice. Another process may still take one before the
- * node binds it; the node then fails to start and the test says so.
- */
-static int free_ports(int *ports, int n)
-{
-	int fds[2 * OPD_CLUSTER_MAX];
-	int rc = 0, i;
-
-	for (i = 0; i < n; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET};
-		socklen_t len = sizeof(sa);
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
-			fprintf(stderr, "cluster: free port: %s\n", strerror(errno));
-			if (fds[i] >= 0)
-				close(fds[i]);
-			rc = -1;
-			break;
-		}
-		ports[i] = ntohs(sa.sin_port);
-	}
-	while (i-- > 0)
-		close(fds[i]);
-	return rc;
-}
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -193,7 +163,7 @@ int opd_cluster_start(struct opd_cluster *c, int n, const char *const *extra)
 		return -1;
 	}
 	snprintf(c->key_path, sizeof(c->key_path), "%s/signing.key", c->key_dir);
-	if (keygen(c->key_path) != 0 || free_ports(ports, 2 * n) != 0)
+	if (keygen(c->key_path) != 0 || opd_test_free_ports(ports, 2 * n) != 0)
 		goto fail;
 	for (int i = 0; i < n; i++) {
 		struct opd_cluster_node *nd = &c->nodes[i];

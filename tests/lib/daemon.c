@@ -159,20 +159,47 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
 	return opd_daemon_start_single(d, extra);
 }
 
-/* A free loopback port: bind port 0, read it, close. */
-static int free_port(void)
+/*
+ * Pick n distinct free loopback ports: every socket stays bound until all are picked, so the
+ * kernel cannot hand out the same port twice. Another process may still take one before the
+ * node binds it; the node then fails to start and the test says so.
+ */
+int opd_test_free_ports(int *ports, int n)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	int fds[OPD_TEST_MAX_PORTS];
+	int rc = 0, i;
 
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
+	if (n > OPD_TEST_MAX_PORTS)
+		return -1;
+
+	for (i = 0; i < n; i++) {
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		socklen_t len = sizeof(sa);
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
+			fprintf(stderr, "free port: %s\n", strerror(errno));
+			if (fds[i] >= 0)
+				close(fds[i]);
+			rc = -1;
+			break;
+		}
+		ports[i] = ntohs(sa.sin_port);
+	}
+	while (i-- > 0)
+		close(fds[i]);
+	return rc;
 }
+
+int opd_test_free_port(void)
+{
+	int port;
+
+	return opd_test_free_ports(&port, 1) == 0 ? port : -1;
+}
+
 
 /*
  * Every single-node daemon gets its own raft port (tests run in parallel),
@@ -187,7 +214,7 @@ static const char *const *with_raft(struct opd_daemon *d, const char *const *ext
 		if (strcmp(extra[i], "--raft-listen") == 0)
 			return extra;
 	if (d->raft_listen[0] == '\0')
-		snprintf(d->raft_listen, sizeof(d->raft_listen), "127.0.0.1:%d", free_port());
+		snprintf(d->raft_listen, sizeof(d->raft_listen), "127.0.0.1:%d", opd_test_free_port());
 	args[n++] = "--raft-listen";
 	args[n++] = d->raft_listen;
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)

@@ -28,6 +28,16 @@ struct opd_daemon {
 	struct opd_cluster *cluster; /* cluster mode: the whole cluster (owned), else NULL */
 };
 
+#define OPD_TEST_MAX_PORTS 16
+
+/*
+ * n distinct free loopback ports (every socket stays bound until all are picked, so the kernel
+ * cannot hand out one twice). Another process may still take one before it is used; the daemon
+ * then fails to start and the test says so. 0 or -1.
+ */
+int opd_test_free_ports(int *ports, int n);
+int opd_test_free_port(void);
+
 /* Monotonic milliseconds, for deadlines. */
 uint64_t opd_test_now_ms(void);
 

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "daemon.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -176,22 +178,6 @@ static bool never(void *arg)
 static void run_for(unsigned ms)
 {
 	run_until(never, NULL, ms);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int port;
-
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
 }
 
 static void node_setup(uint64_t id, const char *sub)
@@ -761,10 +747,10 @@ static int group_setup(void **state)
 	snprintf(base_dir, sizeof base_dir, "/tmp/opd-node-XXXXXX");
 	if (mkdtemp(base_dir) == NULL)
 		return -1;
-	for (i = 1; i <= MAXN; i++) {
-		ports[i] = free_port();
+	if (opd_test_free_ports(ports + 1, MAXN) != 0)
+		return -1;
+	for (i = 1; i <= MAXN; i++)
 		nodes[i].closed = true;
-	}
 	uv_loop_init(&loop);
 	uv_timer_init(&loop, &waiter);
 	return 0;
