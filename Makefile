@@ -3,9 +3,10 @@
 #   make test  install what is missing, build, run the whole suite (and again under ASan+UBSan)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+BENCH_BUILD ?= build-bench
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build build-asan run test test-fast clean
+.PHONY: all deps build build-asan run test test-fast bench deb clean
 
 all: build
 
@@ -31,6 +32,15 @@ test: build build-asan
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+# Benchmarks of issue 6 (not part of test: about 15 minutes, bounded at 30): Release build in
+# $(BENCH_BUILD), results in bench/results/*.json and bench/README.md. See README.md, Benchmarks.
+bench: deps
+	sh tests/bench/run.sh $(BENCH_BUILD)
+
+# A Debian package (binary, systemd unit, /etc/opampd/opampd.conf): $(BUILD)/opampd_*.deb.
+deb: build
+	cd $(BUILD) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -6,6 +6,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 #include "ws.h"
 
 #include <stddef.h>
@@ -15,6 +16,9 @@
 
 enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
 
+/* Plaintext is decrypted into the input buffer this much at a time (one TLS record). */
+#define TLS_PLAIN_CHUNK (16 * 1024)
+
 struct opd_conn {
 	uv_tcp_t tcp;
 	struct opd_listener *l;
@@ -22,6 +26,7 @@ struct opd_conn {
 	struct opd_http_parser hp;
 	struct opd_buf in; /* received bytes not yet consumed by a codec */
 	struct opd_ws *ws;
+	struct opd_tls *tls;   /* NULL on a plain TCP connection */
 	int awaiting_response; /* a request is being handled; parse nothing more */
 	int close_after_write;
 	int read_stopped;
@@ -69,6 +74,11 @@ int opd_conn_is_ws(const struct opd_conn *c)
 	return c->state == CONN_WS;
 }
 
+struct opd_tls *opd_conn_tls(const struct opd_conn *c)
+{
+	return c->tls;
+}
+
 static uint64_t now_ms(const struct opd_conn *c)
 {
 	return uv_now(c->l->loop);
@@ -82,6 +92,7 @@ static void on_closed(uv_handle_t *h)
 	opd_buf_fini(&c->in);
 	if (c->ws)
 		opd_ws_free(c->ws);
+	opd_tls_free(c->tls);
 	free(c);
 }
 
@@ -118,7 +129,7 @@ static void on_written(uv_write_t *req, int status)
 }
 
 /* Queue bytes for the socket. A peer that does not read is cut off at max_out_bytes. */
-static void conn_write(struct opd_conn *c, const uint8_t *p, size_t n)
+static void raw_write(struct opd_conn *c, const uint8_t *p, size_t n)
 {
 	struct write_req *w;
 	uv_buf_t b;
@@ -146,6 +157,45 @@ static void conn_write(struct opd_conn *c, const uint8_t *p, size_t n)
 	}
 }
 
+/* Write the records, handshake messages and alerts the TLS layer has for the peer. */
+static void tls_flush(struct opd_conn *c)
+{
+	struct opd_buf out;
+
+	opd_buf_init(&out);
+	if (opd_tls_pull_cipher(c->tls, &out) > 0)
+		raw_write(c, opd_buf_rptr(&out), opd_buf_avail(&out));
+	opd_buf_fini(&out);
+}
+
+/* Bytes from the codecs: straight to the socket, or through TLS first. */
+static void conn_write(struct opd_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->tls == NULL) {
+		raw_write(c, p, n);
+		return;
+	}
+	if (n == 0 || uv_is_closing((uv_handle_t *)&c->tcp))
+		return;
+	if (opd_tls_push_plain(c->tls, p, n) != 0) {
+		/* Only possible before the handshake or after a failure: nothing to say. */
+		log_debug("closing connection peer=%s reason=\"TLS write: %s\"", c->peer,
+			  opd_tls_errmsg(c->tls));
+		opd_agentapi__conn_close(c);
+		return;
+	}
+	tls_flush(c);
+}
+
+/* The connection is about to close on our side: tell a TLS peer it was not truncated. */
+static void tls_goodbye(struct opd_conn *c)
+{
+	if (c->tls == NULL || uv_is_closing((uv_handle_t *)&c->tcp))
+		return;
+	opd_tls_shutdown(c->tls);
+	tls_flush(c);
+}
+
 /* Write whatever the WebSocket codec produced; close once its close handshake is over. */
 static void ws_flush(struct opd_conn *c)
 {
@@ -156,6 +206,7 @@ static void ws_flush(struct opd_conn *c)
 	conn_write(c, opd_buf_rptr(&out), opd_buf_avail(&out));
 	opd_buf_fini(&out);
 	if (opd_ws_done(c->ws)) {
+		tls_goodbye(c);
 		if (c->out_bytes == 0)
 			opd_agentapi__conn_close(c);
 		else
@@ -184,6 +235,7 @@ static void respond(struct opd_conn *c, int status, const char *content_type, co
 		c->close_after_write = 1;
 		c->state = CONN_CLOSING;
 		c->closing_since_ms = now_ms(c);
+		tls_goodbye(c);
 		if (c->out_bytes == 0)
 			opd_agentapi__conn_close(c);
 		return;
@@ -283,6 +335,7 @@ void opd_conn_ws_close(struct opd_conn *c, uint16_t code, const char *reason)
 	c->close_after_write = 1;
 	c->state = CONN_CLOSING;
 	c->closing_since_ms = now_ms(c);
+	tls_goodbye(c);
 	if (c->out_bytes == 0)
 		opd_agentapi__conn_close(c);
 }
@@ -353,9 +406,69 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct opd_conn *c = h->data;
 
 	(void)suggested;
+	if (c->tls != NULL) {
+		/*
+		 * Ciphertext is decrypted before on_read returns, so every TLS connection
+		 * of the listener reads into one buffer and an idle one owns none.
+		 */
+		buf->base = (char *)c->l->tls_rbuf;
+		buf->len = OPD_LISTENER_READ_SIZE;
+		return;
+	}
 	/* Read straight into the input buffer: no intermediate copy. */
-	buf->base = (char *)opd_buf_reserve(&c->in, 64 * 1024);
-	buf->len = 64 * 1024;
+	buf->base = (char *)opd_buf_reserve(&c->in, OPD_LISTENER_READ_SIZE);
+	buf->len = OPD_LISTENER_READ_SIZE;
+}
+
+/*
+ * Decrypt what arrived into c->in and send what the TLS layer answered
+ * (handshake messages, tickets, alerts). Returns 1 to go on, 0 when the peer
+ * closed its TLS session (process what came before, then close), -1 when the
+ * connection failed and is closing.
+ */
+static int tls_input(struct opd_conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t r;
+
+	if (opd_tls_push_cipher(c->tls, p, n) != 0) {
+		opd_agentapi__conn_close(c);
+		return -1;
+	}
+	do {
+		r = opd_tls_pull_plain(c->tls, opd_buf_reserve(&c->in, TLS_PLAIN_CHUNK),
+				       TLS_PLAIN_CHUNK);
+		if (r > 0)
+			opd_buf_commit(&c->in, (size_t)r);
+	} while (r > 0);
+	if (opd_buf_avail(&c->in) == 0)
+		opd_buf_shrink(&c->in);
+	tls_flush(c);
+	if (uv_is_closing((uv_handle_t *)&c->tcp))
+		return -1;
+	if (r == OPD_EAGAIN)
+		return 1;
+	if (r == 0)
+		return 0;
+	/* The alert is queued: close once it is written, as after a final response. */
+	c->l->tls_failures++;
+	if (c->l->tls_logged_ms == 0 || now_ms(c) - c->l->tls_logged_ms >= 1000) {
+		c->l->tls_logged_ms = now_ms(c);
+		log_info("closing connection peer=%s reason=\"TLS %s: %s\" tls_failures=%llu",
+			 c->peer, opd_tls_handshake_done(c->tls) ? "record" : "handshake",
+			 opd_tls_errmsg(c->tls), (unsigned long long)c->l->tls_failures);
+	} else {
+		log_debug("closing connection peer=%s reason=\"TLS %s: %s\"", c->peer,
+			  opd_tls_handshake_done(c->tls) ? "record" : "handshake",
+			  opd_tls_errmsg(c->tls));
+	}
+	opd_buf_reset(&c->in);
+	opd_buf_shrink(&c->in);
+	c->state = CONN_CLOSING;
+	c->closing_since_ms = now_ms(c);
+	c->close_after_write = 1;
+	if (c->out_bytes == 0)
+		opd_agentapi__conn_close(c);
+	return -1;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -371,8 +484,21 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	if (n == 0)
 		return;
-	opd_buf_commit(&c->in, (size_t)n);
 	c->last_read_ms = now_ms(c);
+	if (c->tls != NULL) {
+		int st;
+
+		if (c->state == CONN_CLOSING)
+			return;
+		st = tls_input(c, (const uint8_t *)buf->base, (size_t)n);
+		if (st < 0)
+			return;
+		conn_process(c);
+		if (st == 0)
+			opd_agentapi__conn_close(c);
+		return;
+	}
+	opd_buf_commit(&c->in, (size_t)n);
 	if (c->state == CONN_CLOSING) {
 		opd_buf_reset(&c->in);
 		return;
@@ -429,10 +555,20 @@ void opd_agentapi__conn_accept(struct opd_listener *l)
 		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n"
 					   "Content-Length: 0\r\nConnection: close\r\n\r\n";
 		l->refused++;
+		if (l->tls != NULL) {
+			/* No TLS session to answer in, and a handshake is what we cannot afford. */
+			opd_agentapi__conn_close(c);
+			return;
+		}
 		c->state = CONN_CLOSING;
 		c->closing_since_ms = uv_now(l->loop);
 		c->close_after_write = 1;
 		conn_write(c, (const uint8_t *)busy, sizeof busy - 1);
+		return;
+	}
+	if (l->tls != NULL && opd_tls_new(l->tls, &c->tls) != 0) {
+		log_warn("closing connection peer=%s reason=\"no memory for TLS\"", c->peer);
+		opd_agentapi__conn_close(c);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);

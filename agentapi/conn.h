@@ -1,9 +1,10 @@
 /*
  * One client connection: the only place, with listener.c, that owns a
- * uv_tcp_t. Bytes read from the socket go through the HTTP codec (and, after
- * an Upgrade, the WebSocket codec); complete requests and messages go to the
- * listener's handler; bytes produced by the codecs are written back. Serves
- * both the OpAMP port and the admin port.
+ * uv_tcp_t. Bytes read from the socket go through TLS when the listener has
+ * a context, then through the HTTP codec (and, after an Upgrade, the
+ * WebSocket codec); complete requests and messages go to the listener's
+ * handler; bytes produced by the codecs go back the same way. Serves both
+ * the OpAMP port and the admin port.
  *
  * Requests on one connection are answered in order: while a request waits
  * for its response (opd_conn_respond may be called later, from another
@@ -20,6 +21,7 @@
 
 struct opd_conn;
 struct opd_listener;
+struct opd_tls;
 
 /* The peer address as "ip:port", for log lines. */
 const char *opd_conn_peer(const struct opd_conn *c);
@@ -57,6 +59,12 @@ void *opd_conn_user(const struct opd_conn *c);
 
 /* 1 when the connection is a WebSocket. */
 int opd_conn_is_ws(const struct opd_conn *c);
+
+/*
+ * The connection's TLS state (borrowed: valid while the connection is), for
+ * the peer's certificate; NULL on a plain TCP connection.
+ */
+struct opd_tls *opd_conn_tls(const struct opd_conn *c);
 
 /* Folder-internal: used by listener.c only. */
 struct opd_listener;

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #define CT_PROTOBUF "application/x-protobuf"
+#define WS_CLOSE_POLICY 1008 /* RFC 6455: policy violation */
 
 void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
 		       const struct opd_clock *clock)
@@ -36,9 +37,81 @@ static void respond_text(struct opd_conn *c, int status, const char *msg)
 	opd_conn_respond_close(c, status, "text/plain", NULL, msg, strlen(msg));
 }
 
+/* Log a refusal unless one was logged in the last second: agents are untrusted and many. */
+static bool auth_log_due(struct opd_endpoint *e)
+{
+	uint64_t now = opd_clock_now(e->clock);
+
+	if (e->auth_logged_ms != 0 && now - e->auth_logged_ms < 1000)
+		return false;
+	e->auth_logged_ms = now;
+	return true;
+}
+
+/*
+ * The spec's HTTP authentication, before the upgrade and on every POST: a
+ * bearer token from the token file, or 401. True when the request may go on.
+ */
+static bool token_ok(struct opd_endpoint *e, struct opd_conn *c, const struct opd_http_request *req)
+{
+	static const char msg[] = "missing or wrong bearer token\n";
+
+	if (e->auth.tokens == NULL || e->auth.tokens->n == 0 ||
+	    opd_tls_tokens_check(e->auth.tokens, opd_http_header(req, "Authorization")))
+		return true;
+	e->stats.auth_failures++;
+	if (auth_log_due(e))
+		log_info(
+		    "refused agent peer=%s reason=\"missing or wrong bearer token\" refused=%llu",
+		    opd_conn_peer(c), (unsigned long long)e->stats.auth_failures);
+	opd_conn_respond_close(c, 401, "text/plain", "WWW-Authenticate: Bearer\r\n", msg,
+			       sizeof msg - 1);
+	return false;
+}
+
+/*
+ * mTLS: a message must carry the instance_uid the agent's certificate names,
+ * so that no agent can speak for another. NULL when it may go on, else why not.
+ */
+static const char *cert_binding_error(const struct opd_endpoint *e, struct opd_conn *c,
+				      const opd_a2s *m)
+{
+	struct opd_tls *t = opd_conn_tls(c);
+	uint8_t uid[OPD_UID_LEN];
+	int rc;
+
+	if (e->auth.mtls == OPD_TLS_VERIFY_OFF || t == NULL)
+		return NULL;
+	if (!opd_tls_peer_verified(t))
+		/* Optional mode lets an agent without a certificate in, bound to nothing. */
+		return e->auth.mtls == OPD_TLS_VERIFY_REQUIRED ? "no client certificate" : NULL;
+	rc = opd_tls_peer_uid(t, uid);
+	if (rc == OPD_ECONFLICT)
+		return "the client certificate names two instance_uids";
+	if (rc != 0)
+		return "the client certificate names no instance_uid";
+	if (m->instance_uid.len != OPD_UID_LEN || memcmp(m->instance_uid.data, uid, OPD_UID_LEN))
+		return "instance_uid is not the one the client certificate names";
+	return NULL;
+}
+
+static void log_mismatch(struct opd_endpoint *e, struct opd_conn *c, const char *why)
+{
+	char fp[65] = "";
+
+	e->stats.cert_mismatches++;
+	if (!auth_log_due(e))
+		return;
+	if (opd_conn_tls(c) != NULL)
+		(void)opd_tls_peer_fingerprint(opd_conn_tls(c), fp);
+	log_info("refused agent peer=%s reason=\"%s\" cert_sha256=%s", opd_conn_peer(c), why,
+		 fp[0] ? fp : "none");
+}
+
 static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 			const struct opd_http_request *req)
 {
+	const char *why;
 	const char *encoding = opd_http_header(req, "Content-Encoding");
 	const uint8_t *body = req->body;
 	size_t len = req->body_len;
@@ -91,6 +164,11 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 				       opd_buf_avail(&reply));
 		goto out;
 	}
+	if ((why = cert_binding_error(e, c, m)) != NULL) {
+		log_mismatch(e, c, why);
+		respond_text(c, 403, "the client certificate is bound to another instance_uid\n");
+		goto out;
+	}
 	e->stats.messages_http++;
 	rc = opd_session_receive(e->registry, &bound, NULL, OPD_TRANSPORT_HTTP, m,
 				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
@@ -130,6 +208,8 @@ static void on_request(void *data, struct opd_conn *c, const struct opd_http_req
 		respond_text(c, 404, "OpAMP is served on " OPD_OPAMP_PATH "\n");
 		return;
 	}
+	if (!token_ok(e, c, req))
+		return;
 	if (req->upgrade || opd_http_header(req, "Sec-WebSocket-Key") != NULL) {
 		opd_conn_upgrade_ws(c, req);
 		return;
@@ -149,6 +229,7 @@ static void on_ws_message(void *data, struct opd_conn *c, const uint8_t *p, size
 	struct opd_session_error err = {{0}};
 	struct opd_buf reply;
 	opd_a2s *m = NULL;
+	const char *why;
 	uint64_t header;
 	int rc;
 
@@ -177,6 +258,11 @@ static void on_ws_message(void *data, struct opd_conn *c, const uint8_t *p, size
 		    OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_BadRequest,
 		    "AgentToServer does not decode", 0, &reply);
 		opd_conn_ws_send(c, opd_buf_rptr(&reply), opd_buf_avail(&reply));
+		goto out;
+	}
+	if ((why = cert_binding_error(e, c, m)) != NULL) {
+		log_mismatch(e, c, why);
+		opd_conn_ws_close(c, WS_CLOSE_POLICY, "client certificate bound to another agent");
 		goto out;
 	}
 	e->stats.messages_ws++;

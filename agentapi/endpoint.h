@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "listener.h"
 #include "registry.h"
+#include "tls.h"
 
 #include <stdint.h>
 
@@ -21,12 +22,27 @@ struct opd_endpoint_stats {
 	uint64_t bad_requests;    /* undecodable messages answered with BadRequest / 400 */
 	uint64_t protocol_errors; /* connections closed for framing errors */
 	uint64_t pushes;          /* remote configs pushed without a request */
+	uint64_t auth_failures;   /* requests refused with 401: missing or wrong bearer token */
+	uint64_t cert_mismatches; /* messages refused: instance_uid not the certificate's */
+};
+
+/* How agents prove who they are (see README, "TLS and agent authentication"). */
+struct opd_endpoint_auth {
+	const struct opd_tls_tokens *tokens; /* borrowed; NULL or empty = no token needed */
+	/*
+	 * Not OFF: an agent's verified client certificate binds it to the
+	 * instance_uid it names, and a message for another uid is refused.
+	 * REQUIRED also refuses a connection without one.
+	 */
+	enum opd_tls_verify mtls;
 };
 
 struct opd_endpoint {
 	struct opd_registry *registry; /* borrowed */
 	const struct opd_clock *clock; /* borrowed */
 	uint64_t retry_after_s;        /* suggested to agents refused for load */
+	struct opd_endpoint_auth auth; /* default: nothing checked */
+	uint64_t auth_logged_ms;       /* refusals are logged at most once a second */
 	struct opd_endpoint_stats stats;
 };
 

@@ -4,7 +4,9 @@
 
 #include "err.h"
 #include "log.h"
+#include "mem.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void opd_listener_limits_default(struct opd_listener_limits *lim)
@@ -93,9 +95,26 @@ int opd_listener_port(const struct opd_listener *l)
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+void opd_listener_set_tls(struct opd_listener *l, struct opd_tls_ctx *ctx)
+{
+	if (ctx != NULL)
+		opd_tls_ctx_ref(ctx);
+	opd_tls_ctx_unref(l->tls);
+	l->tls = ctx;
+	if (ctx != NULL && l->tls_rbuf == NULL)
+		l->tls_rbuf = opd_xmalloc(OPD_LISTENER_READ_SIZE);
+}
+
 static void maybe_done(struct opd_listener *l)
 {
-	if (l->closing == 3 && l->close_cb)
+	if (l->closing != 3)
+		return;
+	/* Every connection is gone, and with it every use of the read buffer. */
+	opd_tls_ctx_unref(l->tls);
+	l->tls = NULL;
+	free(l->tls_rbuf);
+	l->tls_rbuf = NULL;
+	if (l->close_cb)
 		l->close_cb(l);
 }
 

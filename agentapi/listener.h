@@ -3,7 +3,9 @@
  * Owns its connections, enforces the connection limit and the per-connection
  * timeouts (slow or silent clients) and the bound on queued output (clients
  * that never read). Lifecycle: init/start, then close(cb); freed by the owner
- * only after cb runs.
+ * only after cb runs. A listener may carry a TLS context: its connections
+ * then run every byte through tls.c, and replacing the context (a
+ * certificate reload) affects new connections only.
  */
 #ifndef OPD_LISTENER_H
 #define OPD_LISTENER_H
@@ -11,10 +13,14 @@
 #include "conn.h"
 #include "http.h"
 #include "list.h"
+#include "tls.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+/* The most a connection reads from its socket at once. */
+#define OPD_LISTENER_READ_SIZE (64 * 1024)
 
 struct opd_listener_handler {
 	/* A complete request arrived: answer with opd_conn_respond or opd_conn_upgrade_ws. */
@@ -45,7 +51,11 @@ struct opd_listener {
 	struct opd_list conns;
 	size_t n_conns;
 	uint64_t refused;
-	uv_timer_t sweep; /* timeouts, checked once a second */
+	struct opd_tls_ctx *tls; /* one reference; NULL = plain TCP */
+	uint8_t *tls_rbuf;       /* ciphertext read buffer shared by the connections (TLS only) */
+	uint64_t tls_failures;   /* TLS handshakes or records that failed */
+	uint64_t tls_logged_ms;  /* failures are logged at most once a second (scanners) */
+	uv_timer_t sweep;        /* timeouts, checked once a second */
 	int closing;
 	void (*close_cb)(struct opd_listener *l);
 	char errmsg[256];
@@ -61,6 +71,14 @@ int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name
 		       int port, const struct opd_listener_limits *limits,
 		       const struct opd_listener_handler *handler)
     __attribute__((warn_unused_result));
+
+/*
+ * Serve TLS on ctx (borrowed: the listener takes its own reference) from the
+ * next accepted connection on; NULL goes back to plain TCP. Connections
+ * already open keep the context they started with. Call after
+ * opd_listener_start.
+ */
+void opd_listener_set_tls(struct opd_listener *l, struct opd_tls_ctx *ctx);
 
 /* The bound port. */
 int opd_listener_port(const struct opd_listener *l);

@@ -23,6 +23,16 @@ done
 # a Node.js build that bundles npm and conflicts with Debian's npm: check commands.
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# The web UI test (ui/browser) drives Debian's chromium headless with playwright-core.
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+# The deployment tests: systemd-analyze checks deploy/opampd.service (integration/local_cluster).
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+# promtool checks /metrics (integration/metrics). Debian's prometheus package is large (about
+# 19 MB to download, 96 MB installed): OPD_NO_PROMETHEUS=1 leaves it out, and that test then
+# says it skipped the promtool check.
+if [ "${OPD_NO_PROMETHEUS:-0}" != 1 ]; then
+	command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+fi
 # raft must be the backports 0.22 series: the older bookworm package has another API.
 if ! pkg-config --atleast-version=0.22 raft 2>/dev/null; then
 	case "$missing" in *libraft-dev*) ;; *) missing="$missing libraft-dev" ;; esac

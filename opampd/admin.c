@@ -1449,6 +1449,23 @@ static int route_configs(struct opd_admin *a, const struct opd_http_request *req
 	return 0;
 }
 
+/* Node-local, like the certificate files it reads: no leader involved. */
+static void tls_reload(struct opd_admin *a, struct opd_admin_response *resp)
+{
+	char err[OPD_ERRMSG_SIZE];
+	json_t *j;
+
+	if (a->ops.tls_reload == NULL) {
+		reply_not_found(resp);
+		return;
+	}
+	j = a->ops.tls_reload(a->ops.tls_data, err);
+	if (j == NULL)
+		reply_error(resp, 500, "tls_reload_failed", "%s", err);
+	else
+		reply(resp, 200, j);
+}
+
 static int route_api(struct opd_admin *a, const struct opd_http_request *req, void *conn,
 		     char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
 {
@@ -1474,6 +1491,13 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 			keys_list(a, resp);
 		else
 			reply_method(resp, "GET");
+		return 0;
+	}
+	if (strcmp(seg[2], "tls") == 0 && n == 4 && strcmp(seg[3], "reload") == 0) {
+		if (method_is(req, "POST"))
+			tls_reload(a, resp);
+		else
+			reply_method(resp, "POST");
 		return 0;
 	}
 	if (strcmp(seg[2], "audit") == 0 && n == 3) {

@@ -51,6 +51,14 @@ struct opd_admin_ops {
 	 */
 	int (*fanout_agents)(void *data, void *conn, const struct opd_http_request *req,
 			     json_t *local);
+	/*
+	 * POST /api/v1/tls/reload: reload this node's server certificates (and
+	 * agent tokens) from their files. Returns what is served now (a JSON
+	 * object, stolen), or NULL with errmsg (OPD_ERRMSG_SIZE bytes) set and
+	 * nothing changed. Called with tls_data, not data (another owner).
+	 */
+	json_t *(*tls_reload)(void *tls_data, char *errmsg);
+	void *tls_data;
 	void *data;
 };
 

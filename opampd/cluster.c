@@ -28,6 +28,10 @@ const char *opd_cluster_admin_url(struct opd_cluster *c, uint64_t id, char *buf,
 	}
 	if (opd_store_member_admin_url(&c->configs->store, id, buf, cap) == 0)
 		return buf;
+	if (id == c->self_id && c->self_url[0] != '\0') {
+		snprintf(buf, cap, "%s", c->self_url);
+		return buf;
+	}
 	return NULL;
 }
 

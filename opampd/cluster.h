@@ -29,6 +29,7 @@ struct opd_cluster {
 	struct opd_admin *admin;     /* borrowed */
 	struct opd_httpc *httpc;     /* owned */
 	uint64_t self_id;
+	char self_url[OPD_CLUSTER_URL_MAX]; /* this node's admin API, set once it listens */
 	struct opd_cluster_member seeds[OPD_NODE_MAX_VOTERS]; /* from the flags */
 	size_t n_seeds;
 	uv_timer_t watch; /* notices leadership changes */

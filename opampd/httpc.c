@@ -50,6 +50,7 @@ struct opd_httpc {
 	bool closing;
 	void (*close_cb)(void *data);
 	void *close_data;
+	char *ca_file; /* trusted CAs for https peers; NULL = libcurl's default bundle */
 };
 
 static struct req *req_of(struct opd_list *l)
@@ -81,6 +82,7 @@ static void finish_close(struct opd_httpc *c)
 	}
 	if (c->close_cb != NULL)
 		c->close_cb(c->close_data);
+	free(c->ca_file);
 	free(c);
 }
 
@@ -363,6 +365,12 @@ void opd_httpc_close(struct opd_httpc *c, void (*cb)(void *data), void *data)
 	uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
 
+void opd_httpc_set_ca_file(struct opd_httpc *c, const char *path)
+{
+	free(c->ca_file);
+	c->ca_file = path != NULL ? opd_xstrdup(path) : NULL;
+}
+
 size_t opd_httpc_pending(const struct opd_httpc *c)
 {
 	return c->n_reqs;
@@ -430,6 +438,9 @@ int opd_httpc_request(struct opd_httpc *c, const char *method, const char *url,
 	e |= curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 	e |= curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, header_fn);
 	e |= curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+	/* https peers are verified (libcurl's default); a private CA replaces the system bundle. */
+	if (c->ca_file != NULL)
+		e |= curl_easy_setopt(r->easy, CURLOPT_CAINFO, c->ca_file);
 	/* Refuse early when Content-Length already announces too much. */
 	if (max_response < (size_t)INT64_MAX)
 		e |= curl_easy_setopt(r->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);

@@ -68,6 +68,13 @@ int opd_httpc_request(struct opd_httpc *c, const char *method, const char *url,
 		      size_t max_response, opd_httpc_cb cb, void *data)
     __attribute__((warn_unused_result));
 
+/*
+ * Verify https peers against the CA certificates in path (PEM; borrowed,
+ * copied) instead of the system bundle, from the next request on. NULL goes
+ * back to the system bundle. The file is read by libcurl at each request.
+ */
+void opd_httpc_set_ca_file(struct opd_httpc *c, const char *path);
+
 /* Number of requests started and not yet completed (their callback not yet run). */
 size_t opd_httpc_pending(const struct opd_httpc *c);
 

@@ -1,4 +1,5 @@
 /* opampd: subcommand dispatch, flags and config file, exit status. Nothing else. */
+#include "cli.h"
 #include "log.h"
 #include "server.h"
 #include "sign.h"
@@ -16,6 +17,7 @@ static void usage(FILE *f)
 	    f,
 	    "usage: opampd serve [options]     run a node\n"
 	    "       opampd keygen FILE         write a new cluster signing key (Ed25519, PEM)\n"
+	    "       opampd config|agents|cluster|rollout ...   operate a running node (below)\n"
 	    "\n"
 	    "serve options (also accepted in a --config file as \"name = value\" lines):\n"
 	    "  --config FILE              read options from FILE first (flags override it)\n"
@@ -34,6 +36,21 @@ static void usage(FILE *f)
 	    "  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
 	    "(default 3)\n"
 	    "  --max-connections N        OpAMP connections (default 100000)\n"
+	    "  --opamp-tls-cert FILE      serve OpAMP over TLS (wss://, https://) with this PEM\n"
+	    "                             certificate chain (ECDSA or RSA); SIGHUP or POST\n"
+	    "                             /api/v1/tls/reload re-reads every TLS file\n"
+	    "  --opamp-tls-key FILE       its private key\n"
+	    "  --admin-tls-cert FILE      serve the admin API over TLS with this certificate\n"
+	    "  --admin-tls-key FILE       its private key\n"
+	    "  --opamp-mtls MODE          agent client certificates: off (default), optional or\n"
+	    "                             required; a certificate binds the agent to the\n"
+	    "                             instance_uid it names (CN or URI SAN\n"
+	    "                             urn:opampd:agent:UID)\n"
+	    "  --opamp-client-ca FILE     CA certificates (PEM) that agent certificates chain to\n"
+	    "  --agent-token-file FILE    agents must send Authorization: Bearer TOKEN, one of\n"
+	    "                             the tokens in FILE (one per line; 401 otherwise)\n"
+	    "  --peer-ca FILE             CA certificates (PEM) for https:// peer admin URLs\n"
+	    "                             (default: the system bundle)\n"
 	    "  --log-level LEVEL          debug, info, warn or error (default info)\n"
 	    "  --ready-file PATH          write the bound ports as JSON once listening\n");
 }
@@ -163,7 +180,23 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		if (parse_u64(v, 1, 10000000, &n) != 0)
 			return -1;
 		o->max_conns = n;
-	} else if (strcmp(name, "log-level") == 0)
+	} else if (strcmp(name, "opamp-tls-cert") == 0)
+		o->opamp_tls_cert = keep(v);
+	else if (strcmp(name, "opamp-tls-key") == 0)
+		o->opamp_tls_key = keep(v);
+	else if (strcmp(name, "admin-tls-cert") == 0)
+		o->admin_tls_cert = keep(v);
+	else if (strcmp(name, "admin-tls-key") == 0)
+		o->admin_tls_key = keep(v);
+	else if (strcmp(name, "opamp-client-ca") == 0)
+		o->opamp_client_ca = keep(v);
+	else if (strcmp(name, "opamp-mtls") == 0)
+		return opd_tls_verify_parse(v, &o->opamp_mtls) == 0 ? 0 : -1;
+	else if (strcmp(name, "agent-token-file") == 0)
+		o->agent_token_file = keep(v);
+	else if (strcmp(name, "peer-ca") == 0)
+		o->peer_ca = keep(v);
+	else if (strcmp(name, "log-level") == 0)
 		return opd_log_parse_level(v, level) == 0 ? 0 : -1;
 	else if (strcmp(name, "ready-file") == 0)
 		o->ready_file = keep(v);
@@ -303,8 +336,11 @@ int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(argc < 2 ? stderr : stdout);
+		fprintf(argc < 2 ? stderr : stdout, "\n%s", opd_cli_usage());
 		return argc < 2 ? 2 : 0;
 	}
+	if (opd_cli_is_command(argv[1]))
+		return opd_cli_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") == 0)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(argv[1], "keygen") == 0)

@@ -3,6 +3,8 @@
 #include "server.h"
 
 #include "log.h"
+#include "mem.h"
+#include "ui.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,11 +136,75 @@ static void admin_complete(void *data, void *conn, struct opd_admin_response *re
 	respond_admin(conn, resp);
 }
 
-/* GET /metrics: Prometheus text format, no token (bind the admin port privately). */
+/* A label value in the text format: backslash, double quote and newline escaped. */
+static void metrics_label(struct opd_buf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			opd_buf_appendf(out, "\\%c", *v);
+		else if (*v == '\n')
+			opd_buf_appendf(out, "\\n");
+		else
+			opd_buf_append_byte(out, (uint8_t)*v);
+	}
+}
+
+/* Per configuration: how the agents of this node that it targets stand with its version. */
+enum { MS_APPLIED, MS_APPLYING, MS_FAILED, MS_PENDING, MS_N };
+struct metrics_cfg {
+	char *name; /* owned */
+	uint64_t n[MS_N];
+};
+struct metrics_cfgs {
+	struct metrics_cfg *v;
+	size_t n;
+};
+
+static int metrics_cfg_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct metrics_cfg *)a)->name, ((const struct metrics_cfg *)b)->name);
+}
+
+static int metrics_cfg_add(void *data, const struct opd_config_info *c)
+{
+	struct metrics_cfgs *m = data;
+
+	m->v = opd_xrealloc(m->v, (m->n + 1) * sizeof *m->v);
+	m->v[m->n++] = (struct metrics_cfg){.name = opd_xstrdup(c->name)};
+	return 0;
+}
+
+static struct metrics_cfg *metrics_cfg_find(struct metrics_cfgs *m, const char *name)
+{
+	struct metrics_cfg key = {.name = (char *)name}, *hit;
+
+	hit = m->n ? bsearch(&key, m->v, m->n, sizeof *m->v, metrics_cfg_cmp) : NULL;
+	if (hit != NULL)
+		return hit;
+	/* Active but not in the listing (applied in between): add it, keep the order. */
+	m->v = opd_xrealloc(m->v, (m->n + 1) * sizeof *m->v);
+	m->v[m->n++] = (struct metrics_cfg){.name = opd_xstrdup(name)};
+	qsort(m->v, m->n, sizeof *m->v, metrics_cfg_cmp);
+	return bsearch(&key, m->v, m->n, sizeof *m->v, metrics_cfg_cmp);
+}
+
+/*
+ * GET /metrics: Prometheus text format, no token (bind the admin port privately). Agent counts
+ * are this node's agents only: sum them over the nodes. Every label value that can occur is
+ * written (as 0 when nothing has it), so a series does not vanish when its count drops to 0.
+ */
 static void metrics(struct opd_server *s, struct opd_buf *out)
 {
+	static const char *const ms_names[MS_N] = {"applied", "applying", "failed", "pending"};
+	static const char *const roles[] = {"leader", "follower", "candidate", "unavailable",
+					    "closed"};
+	static const char *const member_roles[] = {"voter", "standby", "spare"};
 	struct opd_node_status st;
 	const struct opd_endpoint_stats *e = &s->endpoint.stats;
+	const struct opd_registry *r = &s->registry;
+	uint64_t by_state[4][3] = {{0}}, untargeted = 0, now = opd_clock_now(&opd_clock_system);
+	struct metrics_cfgs cfgs = {0};
+	struct opd_list *pos;
 
 	opd_node_status(s->node, &st);
 #define GAUGE(name, help, value)                                                                   \
@@ -147,11 +213,81 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 #define COUNTER(name, help, value)                                                                 \
 	opd_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, \
 			(unsigned long long)(value))
+#define FAMILY(name, type, help)                                                                   \
+	opd_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type)
 	GAUGE("opampd_agents", "Agents known to this node.", s->registry.n_agents);
 	GAUGE("opampd_agents_connected", "Agents connected to this node.", s->registry.n_connected);
+
+	/* One pass over the agents: health and transport, and each configuration's rollout. */
+	if (opd_store_foreach_config(&s->configs.store, metrics_cfg_add, &cfgs) == 0 && cfgs.n > 1)
+		qsort(cfgs.v, cfgs.n, sizeof *cfgs.v, metrics_cfg_cmp);
+	opd_list_foreach(pos, &r->agents)
+	{
+		const struct opd_agent *ag = opd_container_of(pos, struct opd_agent, link);
+		enum opd_health_state h = opd_registry_health(r, ag, now);
+		unsigned t = ag->transport == OPD_TRANSPORT_WS     ? 0
+			     : ag->transport == OPD_TRANSPORT_HTTP ? 1
+								   : 2;
+		struct opd_desired d;
+		struct metrics_cfg *mc;
+		int same;
+
+		if ((unsigned)h < 4)
+			by_state[h][t]++;
+		if (r->ops.desired == NULL || r->ops.desired(r->ops.data, ag, &d) != 0 ||
+		    d.name == NULL) {
+			untargeted++;
+			continue;
+		}
+		mc = metrics_cfg_find(&cfgs, d.name);
+		/* A report about another hash says nothing about this version: pending. */
+		same = d.hash != NULL && ag->rc_hash.len == d.hash_len &&
+		       memcmp(ag->rc_hash.b, d.hash, d.hash_len) == 0;
+		if (same && ag->rc_status == OPD_RC_APPLIED)
+			mc->n[MS_APPLIED]++;
+		else if (same && ag->rc_status == OPD_RC_APPLYING)
+			mc->n[MS_APPLYING]++;
+		else if (same && ag->rc_status == OPD_RC_FAILED)
+			mc->n[MS_FAILED]++;
+		else
+			mc->n[MS_PENDING]++;
+	}
+	FAMILY("opampd_agents_by_state", "gauge",
+	       "Agents known to this node by health state and transport (none: no transport "
+	       "recorded).");
+	for (int h = 0; h < 4; h++)
+		for (int t = 0; t < 3; t++)
+			opd_buf_appendf(out,
+					"opampd_agents_by_state{health=\"%s\",transport=\"%s\"} "
+					"%llu\n",
+					opd_health_state_name((enum opd_health_state)h),
+					t == 0   ? "websocket"
+					: t == 1 ? "http"
+						 : "none",
+					(unsigned long long)by_state[h][t]);
+	FAMILY("opampd_config_agents", "gauge",
+	       "Agents of this node that a configuration targets, by how they stand with its "
+	       "active version (pending: not reported for that version yet).");
+	for (size_t i = 0; i < cfgs.n; i++) {
+		for (int k = 0; k < MS_N; k++) {
+			opd_buf_appendf(out, "opampd_config_agents{config=\"");
+			metrics_label(out, cfgs.v[i].name);
+			opd_buf_appendf(out, "\",status=\"%s\"} %llu\n", ms_names[k],
+					(unsigned long long)cfgs.v[i].n[k]);
+		}
+		free(cfgs.v[i].name);
+	}
+	free(cfgs.v);
+	GAUGE("opampd_agents_without_config", "Agents of this node no configuration targets.",
+	      untargeted);
+
 	GAUGE("opampd_connections", "Open OpAMP connections.", s->opamp.n_conns);
 	COUNTER("opampd_connections_refused_total", "Connections refused over the limit.",
 		s->opamp.refused);
+	FAMILY("opampd_admission_rejections_total", "counter",
+	       "Agents turned away by admission control, by the limit they hit.");
+	opd_buf_appendf(out, "opampd_admission_rejections_total{reason=\"max_connections\"} %llu\n",
+			(unsigned long long)s->opamp.refused);
 	COUNTER("opampd_messages_websocket_total", "AgentToServer messages over WebSocket.",
 		e->messages_ws);
 	COUNTER("opampd_messages_http_total", "AgentToServer messages over plain HTTP.",
@@ -160,11 +296,20 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		e->bad_requests);
 	COUNTER("opampd_protocol_errors_total", "Connections closed for framing errors.",
 		e->protocol_errors);
+	COUNTER("opampd_agent_auth_failures_total",
+		"Agent requests refused with 401: missing or wrong bearer token.",
+		e->auth_failures);
+	COUNTER("opampd_agent_cert_mismatches_total",
+		"Agent messages refused: instance_uid not the one the client certificate names.",
+		e->cert_mismatches);
+	COUNTER("opampd_tls_failures_total", "OpAMP connections whose TLS handshake failed.",
+		s->opamp.tls_failures);
 	COUNTER("opampd_config_pushes_total", "Remote configs pushed without a request.",
 		e->pushes);
 	GAUGE("opampd_configs_active", "Configurations served (verified active versions).",
 	      s->configs.n_active);
-	GAUGE("opampd_unverified_versions", "Active versions refused: bad or missing signature.",
+	GAUGE("opampd_unverified_versions",
+	      "Active versions whose signature fails verification on this node (never served).",
 	      s->configs.unverified);
 	COUNTER("opampd_forwarded_writes_total", "Writes forwarded to the leader.",
 		s->cluster.forwarded);
@@ -173,18 +318,40 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 	GAUGE("opampd_raft_term", "Current raft term.", st.term);
 	GAUGE("opampd_raft_commit_index", "Raft commit index.", st.commit_index);
 	GAUGE("opampd_raft_applied_index", "Raft applied index.", st.applied_index);
+	GAUGE("opampd_raft_last_index", "Index of the last raft log entry.", st.last_index);
 	GAUGE("opampd_raft_leader", "1 when this node is the leader.",
 	      strcmp(st.role, "leader") == 0);
+	GAUGE("opampd_raft_has_leader", "1 when this node knows a leader.", st.leader_id != 0);
+	GAUGE("opampd_raft_leader_id", "The leader's node id (0: none known).", st.leader_id);
+	FAMILY("opampd_raft_role", "gauge", "1 for this node's raft role.");
+	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+		opd_buf_appendf(out, "opampd_raft_role{role=\"%s\"} %d\n", roles[i],
+				strcmp(st.role, roles[i]) == 0);
+	FAMILY("opampd_raft_members", "gauge", "Cluster members in this node's view, by role.");
+	for (size_t i = 0; i < sizeof member_roles / sizeof member_roles[0]; i++) {
+		unsigned n = 0;
+		for (size_t m = 0; m < st.n_members; m++)
+			n += st.members[m].role != NULL &&
+			     strcmp(st.members[m].role, member_roles[i]) == 0;
+		opd_buf_appendf(out, "opampd_raft_members{role=\"%s\"} %u\n", member_roles[i], n);
+	}
 	GAUGE("opampd_read_only", "1 when this node refuses writes.", st.read_only);
 #undef GAUGE
 #undef COUNTER
+#undef FAMILY
 }
 
 static void on_admin_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
 {
 	struct opd_server *s = data;
 	struct opd_admin_response resp;
+	struct opd_ui_response ui;
 
+	/* The web UI's static files (no token: they hold no data; the page calls the API). */
+	if (opd_ui_route(req->method, req->path, &ui)) {
+		opd_conn_respond(c, ui.status, ui.content_type, ui.headers, ui.body, ui.len);
+		return;
+	}
 	if (strcmp(req->path, "/metrics") == 0 && strcmp(req->method, "GET") == 0) {
 		struct opd_buf out;
 		opd_buf_init(&out);
@@ -259,9 +426,148 @@ static void stop(struct opd_server *s)
 	uv_close((uv_handle_t *)&s->tick, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
 	s->closing = 2;
 	opd_cluster_close(&s->cluster, on_part_closed, s);
 	opd_node_close(s->node, on_part_closed, s);
+}
+
+/* ---- TLS: the listeners' certificates and the agents' tokens, read from files ---- */
+
+/* What the files say now; a member is NULL (or has_tokens false) when not configured. */
+struct tls_set {
+	struct opd_tls_ctx *opamp, *admin;
+	struct opd_tls_tokens tokens;
+	bool has_tokens;
+};
+
+static void tls_set_fini(struct tls_set *t)
+{
+	opd_tls_ctx_unref(t->opamp);
+	opd_tls_ctx_unref(t->admin);
+	opd_tls_tokens_fini(&t->tokens);
+	*t = (struct tls_set){0};
+}
+
+/* Options that do not go together, refused before anything is read. */
+static int tls_check_options(const struct opd_server_options *o, char *errmsg)
+{
+	if ((o->opamp_tls_cert == NULL) != (o->opamp_tls_key == NULL))
+		opd_errmsg_printf(errmsg, "--opamp-tls-cert and --opamp-tls-key go together");
+	else if ((o->admin_tls_cert == NULL) != (o->admin_tls_key == NULL))
+		opd_errmsg_printf(errmsg, "--admin-tls-cert and --admin-tls-key go together");
+	else if (o->opamp_mtls != OPD_TLS_VERIFY_OFF && o->opamp_tls_cert == NULL)
+		opd_errmsg_printf(errmsg,
+				  "--opamp-mtls %s needs TLS on the OpAMP listener "
+				  "(--opamp-tls-cert, --opamp-tls-key)",
+				  opd_tls_verify_name(o->opamp_mtls));
+	else if (o->opamp_mtls != OPD_TLS_VERIFY_OFF && o->opamp_client_ca == NULL)
+		opd_errmsg_printf(errmsg, "--opamp-mtls %s needs --opamp-client-ca",
+				  opd_tls_verify_name(o->opamp_mtls));
+	else if (o->opamp_mtls == OPD_TLS_VERIFY_OFF && o->opamp_client_ca != NULL)
+		opd_errmsg_printf(errmsg,
+				  "--opamp-client-ca needs --opamp-mtls optional or required");
+	else
+		return 0;
+	return OPD_EINVAL;
+}
+
+/* Read every configured file. 0, or OPD_EINVAL with errmsg naming the file (nothing kept). */
+static int tls_set_load(const struct opd_server_options *o, struct tls_set *t, char *errmsg)
+{
+	int rc;
+
+	*t = (struct tls_set){0};
+	if (o->opamp_tls_cert != NULL) {
+		struct opd_tls_config cfg = {o->opamp_tls_cert, o->opamp_tls_key,
+					     o->opamp_client_ca, o->opamp_mtls};
+		if ((rc = opd_tls_ctx_new(&cfg, &t->opamp, errmsg)) != 0) {
+			opd_errmsg_wrapf(errmsg, "OpAMP listener TLS");
+			goto fail;
+		}
+	}
+	if (o->admin_tls_cert != NULL) {
+		struct opd_tls_config cfg = {o->admin_tls_cert, o->admin_tls_key, NULL,
+					     OPD_TLS_VERIFY_OFF};
+		if ((rc = opd_tls_ctx_new(&cfg, &t->admin, errmsg)) != 0) {
+			opd_errmsg_wrapf(errmsg, "admin listener TLS");
+			goto fail;
+		}
+	}
+	if (o->agent_token_file != NULL) {
+		if ((rc = opd_tls_tokens_load(&t->tokens, o->agent_token_file, errmsg)) != 0)
+			goto fail;
+		t->has_tokens = true;
+	}
+	return 0;
+fail:
+	tls_set_fini(t);
+	return rc;
+}
+
+static void tls_log(const char *what, const char *listener, const struct opd_tls_ctx *ctx)
+{
+	log_info("%s TLS certificate listener=%s sha256=%s key=%s subject=\"%s\" not_after=%lld",
+		 what, listener, opd_tls_ctx_fingerprint(ctx), opd_tls_ctx_key_type(ctx),
+		 opd_tls_ctx_subject(ctx), (long long)opd_tls_ctx_not_after(ctx));
+}
+
+/* Serve t from the next connection on (open ones keep theirs). Empties t. */
+static void tls_set_apply(struct opd_server *s, struct tls_set *t)
+{
+	if (t->opamp != NULL)
+		opd_listener_set_tls(&s->opamp, t->opamp);
+	if (t->admin != NULL)
+		opd_listener_set_tls(&s->admin_listener, t->admin);
+	if (t->has_tokens) {
+		/* The endpoint points at s->agent_tokens: swap the contents, not the pointer. */
+		opd_tls_tokens_fini(&s->agent_tokens);
+		s->agent_tokens = t->tokens;
+		t->tokens = (struct opd_tls_tokens){0};
+	}
+	tls_set_fini(t); /* the listeners hold their own references */
+}
+
+static json_t *tls_ctx_json(const struct opd_tls_ctx *ctx)
+{
+	return json_pack("{s:s, s:s, s:s, s:I}", "sha256", opd_tls_ctx_fingerprint(ctx), "key_type",
+			 opd_tls_ctx_key_type(ctx), "subject", opd_tls_ctx_subject(ctx),
+			 "not_after", (json_int_t)opd_tls_ctx_not_after(ctx));
+}
+
+/* SIGHUP and POST /api/v1/tls/reload: all files read and valid, or nothing changes. */
+static json_t *reload_tls(void *data, char *errmsg)
+{
+	struct opd_server *s = data;
+	struct tls_set t;
+	json_t *j;
+
+	if (tls_set_load(&s->opt, &t, errmsg) != 0) {
+		log_error("TLS reload failed, the current certificates stay: %s", errmsg);
+		return NULL;
+	}
+	j = json_object();
+	json_object_set_new(j, "opamp", t.opamp != NULL ? tls_ctx_json(t.opamp) : json_null());
+	json_object_set_new(j, "admin", t.admin != NULL ? tls_ctx_json(t.admin) : json_null());
+	json_object_set_new(j, "agent_tokens",
+			    t.has_tokens ? json_integer((json_int_t)t.tokens.n) : json_null());
+	if (t.opamp != NULL)
+		tls_log("reloaded", "opamp", t.opamp);
+	if (t.admin != NULL)
+		tls_log("reloaded", "admin", t.admin);
+	if (t.has_tokens)
+		log_info("reloaded agent tokens count=%zu", t.tokens.n);
+	tls_set_apply(s, &t);
+	return j;
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	char err[OPD_ERRMSG_SIZE];
+
+	(void)signum;
+	log_info("received SIGHUP: reloading TLS certificates and agent tokens");
+	json_decref(reload_tls(h->data, err));
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -332,6 +638,9 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		opd_errmsg_printf(s->errmsg, "the heartbeat interval must be at least 1 second");
 		return OPD_EINVAL;
 	}
+	rc = tls_check_options(o, s->errmsg);
+	if (rc != 0)
+		return rc;
 	if (mkdir(o->data_dir, 0700) != 0 && errno != EEXIST) {
 		opd_errmsg_printf(s->errmsg, "%s: %s", o->data_dir, strerror(errno));
 		return OPD_EIO;
@@ -376,8 +685,9 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		return rc;
 	s->configs.node = s->node;
 
-	snprintf(s->endpoint_url, sizeof s->endpoint_url, "ws://%s:%d%s", o->opamp_host,
-		 o->opamp_port, OPD_OPAMP_PATH);
+	snprintf(s->endpoint_url, sizeof s->endpoint_url, "%s://%s:%d%s",
+		 o->opamp_tls_cert != NULL ? "wss" : "ws", o->opamp_host, o->opamp_port,
+		 OPD_OPAMP_PATH);
 	opd_registry_settings_default(&rs);
 	rs.heartbeat_interval_s = o->heartbeat_s;
 	rs.http_timeout_factor = o->http_timeout_factor;
@@ -418,14 +728,24 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	lim.ws_ping_ms = o->heartbeat_s * 1000;
 	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
 	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
+	struct tls_set tls;
+	rc = tls_set_load(o, &tls, s->errmsg);
+	if (rc != 0)
+		return rc;
+	s->endpoint.auth.tokens = &s->agent_tokens;
+	s->endpoint.auth.mtls = o->opamp_mtls;
+	s->admin.ops.tls_reload = reload_tls;
+	s->admin.ops.tls_data = s;
 	rc = opd_listener_start(&s->opamp, &s->loop, "opamp", o->opamp_host, o->opamp_port, &lim,
 				&h);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s", s->opamp.errmsg);
+		tls_set_fini(&tls);
 		return rc;
 	}
 	if (o->opamp_port == 0)
-		snprintf(s->endpoint_url, sizeof s->endpoint_url, "ws://%s:%d%s", o->opamp_host,
+		snprintf(s->endpoint_url, sizeof s->endpoint_url, "%s://%s:%d%s",
+			 o->opamp_tls_cert != NULL ? "wss" : "ws", o->opamp_host,
 			 opd_listener_port(&s->opamp), OPD_OPAMP_PATH);
 	opd_listener_limits_default(&lim);
 	lim.max_conns = 1024;
@@ -435,9 +755,26 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 				&lim, &admin_handler);
 	if (rc != 0) {
 		opd_errmsg_printf(s->errmsg, "%s", s->admin_listener.errmsg);
+		tls_set_fini(&tls);
 		return rc;
 	}
+	if (tls.opamp != NULL)
+		tls_log("serving", "opamp", tls.opamp);
+	if (tls.admin != NULL)
+		tls_log("serving", "admin", tls.admin);
+	if (o->opamp_mtls != OPD_TLS_VERIFY_OFF)
+		log_info("agent client certificates mode=%s ca=%s",
+			 opd_tls_verify_name(o->opamp_mtls), o->opamp_client_ca);
+	if (tls.has_tokens)
+		log_info("agents need a bearer token count=%zu file=%s", tls.tokens.n,
+			 o->agent_token_file);
+	tls_set_apply(s, &tls);
+	if (o->peer_ca != NULL && s->cluster.httpc != NULL)
+		opd_httpc_set_ca_file(s->cluster.httpc, o->peer_ca);
 
+	snprintf(s->cluster.self_url, sizeof s->cluster.self_url, "%s://%s:%d",
+		 o->admin_tls_cert != NULL ? "https" : "http", o->admin_host,
+		 opd_listener_port(&s->admin_listener));
 	uv_timer_init(&s->loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
@@ -446,15 +783,21 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	s->sigterm.data = s->sigint.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	uv_signal_init(&s->loop, &s->sighup);
+	s->sighup.data = s;
+	uv_signal_start(&s->sighup, on_sighup, SIGHUP);
 	s->started = 1;
 	s->admin.ready = 1;
 
 	if (o->ready_file != NULL && (rc = write_ready_file(s)) != 0)
 		return rc;
-	log_info("serving node=%llu opamp=%s:%d%s admin=http://%s:%d raft=%s data_dir=%s key_id=%s",
-		 (unsigned long long)o->node_id, o->opamp_host, opd_listener_port(&s->opamp),
-		 OPD_OPAMP_PATH, o->admin_host, opd_listener_port(&s->admin_listener),
-		 o->raft_listen, o->data_dir, s->signer.key_id);
+	log_info("serving node=%llu opamp=%s://%s:%d%s admin=%s://%s:%d raft=%s data_dir=%s "
+		 "key_id=%s",
+		 (unsigned long long)o->node_id, o->opamp_tls_cert != NULL ? "wss" : "ws",
+		 o->opamp_host, opd_listener_port(&s->opamp), OPD_OPAMP_PATH,
+		 o->admin_tls_cert != NULL ? "https" : "http", o->admin_host,
+		 opd_listener_port(&s->admin_listener), o->raft_listen, o->data_dir,
+		 s->signer.key_id);
 	return 0;
 }
 
@@ -468,6 +811,7 @@ int opd_server_run(struct opd_server *s)
 	opd_registry_fini(&s->registry);
 	opd_configs_close(&s->configs);
 	opd_signer_fini(&s->signer);
+	opd_tls_tokens_fini(&s->agent_tokens);
 	if (uv_loop_close(&s->loop) != 0)
 		log_warn("loop closed with handles still open");
 	return 0;

@@ -34,6 +34,13 @@ struct opd_server_options {
 	struct opd_cluster_member
 	    voters[OPD_NODE_MAX_VOTERS]; /* initial voters; none: this node alone */
 	size_t n_voters;
+	/* Transport security; NULL = off. Certificates are re-read on SIGHUP and reload. */
+	const char *opamp_tls_cert, *opamp_tls_key; /* TLS on the OpAMP listener */
+	const char *admin_tls_cert, *admin_tls_key; /* TLS on the admin listener */
+	const char *opamp_client_ca;                /* CAs of agent client certificates */
+	enum opd_tls_verify opamp_mtls;             /* default off */
+	const char *agent_token_file; /* bearer tokens agents must send, one per line */
+	const char *peer_ca;          /* CAs for https peer admin URLs (default: system bundle) */
 };
 
 struct opd_server {
@@ -50,7 +57,8 @@ struct opd_server {
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
 	uv_timer_t tick; /* registry sweep and agent persistence */
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
+	struct opd_tls_tokens agent_tokens; /* from agent_token_file (none: not required) */
 	int started;
 	int closing; /* handles still closing at shutdown */
 	char errmsg[OPD_ERRMSG_SIZE];

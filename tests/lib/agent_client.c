@@ -3,12 +3,19 @@
 #include "admin_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,11 +63,281 @@ void opd_ta_init(struct opd_ta *a, int port, uint64_t capabilities)
 	opd_ta_hex(a->uid, sizeof(a->uid), a->uid_hex);
 }
 
-void opd_ta_fini(struct opd_ta *a)
+/* ---- transport: plain TCP, or TLS over the same socket ---- */
+
+static int remaining_ms(uint64_t deadline)
 {
+	uint64_t now = opd_test_now_ms();
+
+	return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+static void io_close(struct opd_ta *a)
+{
+	if (a->ssl != NULL)
+		SSL_free(a->ssl);
+	if (a->ssl_ctx != NULL)
+		SSL_CTX_free(a->ssl_ctx);
+	a->ssl = a->ssl_ctx = NULL;
 	if (a->fd >= 0)
 		close(a->fd);
 	a->fd = -1;
+}
+
+static void tls_fail(struct opd_ta *a, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	long vr = a->ssl != NULL ? SSL_get_verify_result(a->ssl) : X509_V_OK;
+
+	snprintf(a->tls_error, sizeof(a->tls_error), "%s: %s%s%s", what,
+		 e != 0 && ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e)
+							      : "connection closed",
+		 vr != X509_V_OK ? ": " : "",
+		 vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+	ERR_clear_error();
+}
+
+/* Wait until the SSL call that returned rc may be retried. 0, or -1 (error recorded). */
+static int tls_wait(struct opd_ta *a, int rc, uint64_t deadline, const char *what)
+{
+	int e = SSL_get_error(a->ssl, rc);
+	struct pollfd pfd = {.fd = a->fd};
+
+	if (e == SSL_ERROR_WANT_READ)
+		pfd.events = POLLIN;
+	else if (e == SSL_ERROR_WANT_WRITE)
+		pfd.events = POLLOUT;
+	else {
+		tls_fail(a, what);
+		errno = ECONNRESET;
+		return -1;
+	}
+	for (;;) {
+		int pr = poll(&pfd, 1, remaining_ms(deadline));
+
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			snprintf(a->tls_error, sizeof(a->tls_error), "%s: timeout", what);
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		return 0;
+	}
+}
+
+static int tls_handshake(struct opd_ta *a, uint64_t deadline)
+{
+	SSL_CTX *ctx;
+	const X509 *peer;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int rc;
+
+	/* SSL writes with write(2): a server closing first must not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL)
+		abort();
+	a->ssl_ctx = ctx;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (a->tls_ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, a->tls_ca_file, NULL) != 1) {
+			tls_fail(a, a->tls_ca_file);
+			return -1;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if (a->tls_cert_file != NULL &&
+	    (SSL_CTX_use_certificate_chain_file(ctx, a->tls_cert_file) != 1 ||
+	     SSL_CTX_use_PrivateKey_file(ctx, a->tls_key_file, SSL_FILETYPE_PEM) != 1)) {
+		tls_fail(a, a->tls_cert_file);
+		return -1;
+	}
+	a->ssl = SSL_new(ctx);
+	if (a->ssl == NULL || SSL_set_fd(a->ssl, a->fd) != 1)
+		abort();
+	if (a->tls_ca_file != NULL)
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(a->ssl), "127.0.0.1");
+	fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK);
+	ERR_clear_error();
+	while ((rc = SSL_connect(a->ssl)) != 1)
+		if (tls_wait(a, rc, deadline, "handshake") != 0)
+			return -1;
+	snprintf(a->tls_version, sizeof(a->tls_version), "%s", SSL_get_version(a->ssl));
+	peer = SSL_get0_peer_certificate(a->ssl);
+	if (peer != NULL && X509_digest(peer, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32)
+		opd_ta_hex(md, 32, a->server_fingerprint);
+	return 0;
+}
+
+/* Connect (and handshake) before the deadline. 0, or -1 with the socket closed. */
+static int io_connect(struct opd_ta *a, uint64_t deadline)
+{
+	a->tls_error[0] = '\0';
+	a->fd = opd_client_connect(a->port);
+	if (a->fd < 0) {
+		fprintf(stderr, "agent: connect: %s\n", strerror(errno));
+		return -1;
+	}
+	if (a->tls && tls_handshake(a, deadline) != 0) {
+		fprintf(stderr, "agent: TLS %s\n", a->tls_error);
+		io_close(a);
+		return -1;
+	}
+	return 0;
+}
+
+static int io_send_all(struct opd_ta *a, const void *p, size_t n, uint64_t deadline)
+{
+	const uint8_t *q = p;
+
+	if (a->ssl == NULL)
+		return opd_client_send_all(a->fd, p, n, deadline);
+	ERR_clear_error();
+	while (n > 0) {
+		int w = SSL_write(a->ssl, q, n > INT_MAX ? INT_MAX : (int)n);
+
+		if (w > 0) {
+			q += w;
+			n -= (size_t)w;
+		} else if (tls_wait(a, w, deadline, "write") != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* As opd_client_recv: bytes, 0 on EOF (or the peer's close_notify), -1 on error or timeout. */
+static long io_recv(struct opd_ta *a, void *p, size_t cap, uint64_t deadline)
+{
+	if (a->ssl == NULL)
+		return opd_client_recv(a->fd, p, cap, deadline);
+	ERR_clear_error();
+	for (;;) {
+		int r = SSL_read(a->ssl, p, cap > INT_MAX ? INT_MAX : (int)cap);
+		int e;
+
+		if (r > 0)
+			return r;
+		e = SSL_get_error(a->ssl, r);
+		if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+			return 0;
+		if (tls_wait(a, r, deadline, "read") != 0)
+			return -1;
+	}
+}
+
+/*
+ * TLS: send the request and read one response: the head, then Content-Length
+ * bytes of body (or up to EOF without one, none for 101/204/304); anything
+ * read beyond goes to r->extra. Same contract as opd_client_exchange.
+ */
+static int tls_exchange(struct opd_ta *a, const void *req, size_t n, int timeout_ms,
+			struct opd_client_resp *r)
+{
+	uint64_t deadline = opd_test_now_ms() + (uint64_t)timeout_ms;
+	uint8_t *buf = NULL, *end = NULL;
+	size_t len = 0, cap = 0, hlen, want = SIZE_MAX;
+	char v[64];
+	long got;
+
+	*r = (struct opd_client_resp){0};
+	if (io_send_all(a, req, n, deadline) != 0)
+		return -1;
+	for (;;) {
+		if (end == NULL && len >= 4) {
+			uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
+
+			if (e != NULL) {
+				int major, minor;
+
+				end = e + 4;
+				hlen = (size_t)(e - buf) + 2;
+				r->head = malloc(hlen + 1);
+				if (r->head == NULL)
+					abort();
+				memcpy(r->head, buf, hlen);
+				r->head[hlen] = '\0';
+				if (sscanf(r->head, "HTTP/%d.%d %d", &major, &minor, &r->status) !=
+				    3) {
+					free(buf);
+					return -1;
+				}
+				if (r->status == 101 || r->status == 204 || r->status == 304)
+					want = 0;
+				else if (opd_client_header(r, "Content-Length", v, sizeof(v)) !=
+					 NULL)
+					want = strtoull(v, NULL, 10);
+			}
+		}
+		if (end != NULL && want != SIZE_MAX && len - (size_t)(end - buf) >= want)
+			break;
+		if (len + 1 >= cap) {
+			if (cap >= OPD_CLIENT_MAX_HEAD + OPD_CLIENT_MAX_BODY) {
+				free(buf);
+				return -1;
+			}
+			cap = cap ? cap * 2 : 16384;
+			{
+				size_t off = end != NULL ? (size_t)(end - buf) : 0;
+
+				buf = realloc(buf, cap);
+				if (buf == NULL)
+					abort();
+				if (end != NULL)
+					end = buf + off;
+			}
+		}
+		got = io_recv(a, buf + len, cap - len - 1, deadline);
+		if (got <= 0) {
+			r->closed = 1;
+			if (got == 0 && end != NULL && want == SIZE_MAX)
+				break; /* the body ends with the connection */
+			free(buf);
+			return -1;
+		}
+		len += (size_t)got;
+	}
+	if (want == SIZE_MAX)
+		want = len - (size_t)(end - buf);
+	r->body = malloc(want + 1);
+	if (r->body == NULL)
+		abort();
+	memcpy(r->body, end, want);
+	r->body[want] = '\0';
+	r->body_len = want;
+	if ((size_t)(end - buf) + want < len) {
+		r->extra_len = len - (size_t)(end - buf) - want;
+		r->extra = malloc(r->extra_len + 1);
+		if (r->extra == NULL)
+			abort();
+		memcpy(r->extra, end + want, r->extra_len);
+	}
+	free(buf);
+	return 0;
+}
+
+static int io_exchange(struct opd_ta *a, const void *req, size_t n, int timeout_ms,
+		       struct opd_client_resp *r)
+{
+	if (a->ssl == NULL)
+		return opd_client_exchange(a->fd, req, n, timeout_ms, r);
+	return tls_exchange(a, req, n, timeout_ms, r);
+}
+
+/* "Authorization: Bearer <token>\r\n" or "" into out. */
+static const char *auth_header(const struct opd_ta *a, char *out, size_t cap)
+{
+	out[0] = '\0';
+	if (a->bearer_token != NULL)
+		snprintf(out, cap, "Authorization: Bearer %s\r\n", a->bearer_token);
+	return out;
+}
+
+void opd_ta_fini(struct opd_ta *a)
+{
+	io_close(a);
 	free(a->in);
 	a->in = NULL;
 	a->in_len = a->in_cap = 0;
@@ -74,7 +351,7 @@ void opd_ta_fini(struct opd_ta *a)
 int opd_ta_ws_connect(struct opd_ta *a)
 {
 	uint8_t keyraw[16], digest[SHA_DIGEST_LENGTH];
-	char key[32], accept[64], cat[128], got[128], req[512];
+	char key[32], accept[64], cat[128], got[128], req[1280], auth[700];
 	struct opd_client_resp r;
 	int n, rc = -1;
 
@@ -85,20 +362,20 @@ int opd_ta_ws_connect(struct opd_ta *a)
 	SHA1((const unsigned char *)cat, strlen(cat), digest);
 	EVP_EncodeBlock((unsigned char *)accept, digest, sizeof(digest));
 
-	a->fd = opd_client_connect(a->port);
-	if (a->fd < 0) {
-		fprintf(stderr, "ws: connect: %s\n", strerror(errno));
+	a->last_status = 0;
+	if (io_connect(a, opd_test_now_ms() + IO_TIMEOUT_MS) != 0)
 		return -1;
-	}
 	n = snprintf(req, sizeof(req),
 		     "GET /v1/opamp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
 		     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-		     "Sec-WebSocket-Version: 13\r\nUser-Agent: opd-e2e\r\n\r\n",
-		     a->port, key);
-	if (opd_client_exchange(a->fd, req, (size_t)n, IO_TIMEOUT_MS, &r) != 0) {
-		fprintf(stderr, "ws: no upgrade response (status %d)\n", r.status);
+		     "Sec-WebSocket-Version: 13\r\nUser-Agent: opd-e2e\r\n%s\r\n",
+		     a->port, key, auth_header(a, auth, sizeof(auth)));
+	if (io_exchange(a, req, (size_t)n, IO_TIMEOUT_MS, &r) != 0) {
+		fprintf(stderr, "ws: no upgrade response (status %d)%s%s\n", r.status,
+			a->tls_error[0] ? ": " : "", a->tls_error);
 		goto out;
 	}
+	a->last_status = r.status;
 	if (r.status != 101) {
 		fprintf(stderr, "ws: upgrade answered %d: %s\n", r.status, r.head);
 		goto out;
@@ -123,20 +400,19 @@ int opd_ta_ws_connect(struct opd_ta *a)
 	rc = 0;
 out:
 	opd_client_resp_free(&r);
-	if (rc != 0) {
-		close(a->fd);
-		a->fd = -1;
-	}
+	if (rc != 0)
+		io_close(a);
 	return rc;
 }
 
 /* Send n bytes; with stop_on_input, stop (successfully) once the server sends or closes. */
-static int send_bytes(int fd, const uint8_t *p, size_t n, bool stop_on_input)
+static int send_bytes(struct opd_ta *a, const uint8_t *p, size_t n, bool stop_on_input)
 {
 	uint64_t deadline = opd_test_now_ms() + IO_TIMEOUT_MS;
+	int fd = a->fd;
 
-	if (!stop_on_input)
-		return opd_client_send_all(fd, p, n, deadline);
+	if (!stop_on_input || a->ssl != NULL)
+		return io_send_all(a, p, n, deadline);
 	while (n > 0) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLOUT};
 		uint64_t now = opd_test_now_ms();
@@ -188,7 +464,7 @@ int opd_ta_ws_send_frame(struct opd_ta *a, int opcode, const void *p, size_t n)
 	h += 4;
 	for (size_t i = 0; i < n; i++)
 		f[h + i] = ((const uint8_t *)p)[i] ^ mask[i & 3];
-	rc = send_bytes(a->fd, f, h + n, n > HOSTILE_FRAME);
+	rc = send_bytes(a, f, h + n, n > HOSTILE_FRAME);
 	free(f);
 	return rc;
 }
@@ -205,7 +481,7 @@ int opd_ta_send_raw(struct opd_ta *a, const void *p, size_t n)
 {
 	if (a->fd < 0)
 		return -1;
-	return opd_client_send_all(a->fd, p, n, opd_test_now_ms() + IO_TIMEOUT_MS);
+	return io_send_all(a, p, n, opd_test_now_ms() + IO_TIMEOUT_MS);
 }
 
 /* Ensure at least need bytes are buffered. 1 ok, 0 EOF, -1 timeout/error. */
@@ -223,7 +499,7 @@ static int ws_need(struct opd_ta *a, size_t need, uint64_t deadline)
 				abort();
 			a->in_cap = ncap;
 		}
-		r = opd_client_recv(a->fd, a->in + a->in_len, a->in_cap - a->in_len, deadline);
+		r = io_recv(a, a->in + a->in_len, a->in_cap - a->in_len, deadline);
 		if (r == 0 || (r < 0 && errno == ECONNRESET))
 			return 0;
 		if (r < 0)
@@ -485,9 +761,9 @@ static int http_post(struct opd_ta *a, const uint8_t *pb, size_t n)
 {
 	uint8_t *body = (uint8_t *)pb, *gz = NULL, *plain = NULL, *req;
 	size_t blen = n, plen;
-	char head[512], ce[64];
+	char head[1280], ce[64], auth[700];
 	struct opd_client_resp r;
-	int hn, fd, rc = -1;
+	int hn, rc = -1;
 
 	if (a->pending != NULL)
 		opamp__proto__v1__server_to_agent__free_unpacked(a->pending, NULL);
@@ -504,23 +780,24 @@ static int http_post(struct opd_ta *a, const uint8_t *pb, size_t n)
 	hn = snprintf(head, sizeof(head),
 		      "POST /v1/opamp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 		      "Content-Type: application/x-protobuf\r\nContent-Length: %zu\r\n"
-		      "OpAMP-Instance-UID: %.8s-%.4s-%.4s-%.4s-%.12s\r\n%s%s\r\n",
+		      "OpAMP-Instance-UID: %.8s-%.4s-%.4s-%.4s-%.12s\r\n%s%s%s\r\n",
 		      a->port, blen, a->uid_hex, a->uid_hex + 8, a->uid_hex + 12, a->uid_hex + 16,
 		      a->uid_hex + 20, a->gzip_request ? "Content-Encoding: gzip\r\n" : "",
-		      a->accept_gzip ? "Accept-Encoding: gzip\r\n" : "");
+		      a->accept_gzip ? "Accept-Encoding: gzip\r\n" : "",
+		      auth_header(a, auth, sizeof(auth)));
 	req = malloc((size_t)hn + blen);
 	if (req == NULL)
 		abort();
 	memcpy(req, head, (size_t)hn);
 	memcpy(req + hn, body, blen);
 	free(gz);
-	fd = opd_client_connect(a->port);
-	if (fd < 0) {
+	if (io_connect(a, opd_test_now_ms() + IO_TIMEOUT_MS) != 0) {
 		free(req);
 		return -1;
 	}
-	if (opd_client_exchange(fd, req, (size_t)hn + blen, IO_TIMEOUT_MS, &r) != 0) {
-		fprintf(stderr, "http agent: no response (status %d)\n", r.status);
+	if (io_exchange(a, req, (size_t)hn + blen, IO_TIMEOUT_MS, &r) != 0) {
+		fprintf(stderr, "http agent: no response (status %d)%s%s\n", r.status,
+			a->tls_error[0] ? ": " : "", a->tls_error);
 		goto out;
 	}
 	a->last_status = r.status;
@@ -549,7 +826,7 @@ static int http_post(struct opd_ta *a, const uint8_t *pb, size_t n)
 	}
 	rc = 0;
 out:
-	close(fd);
+	io_close(a);
 	free(req);
 	opd_client_resp_free(&r);
 	return rc;

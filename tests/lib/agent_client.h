@@ -4,6 +4,9 @@
  * frames, server frames including close codes) and a plain HTTP POST client
  * (optional gzip both ways). It builds AgentToServer messages with protobuf-c
  * and decodes ServerToAgent. Raw byte senders exist for hostile tests.
+ * Optionally over TLS (wss:// and https://, OpenSSL on the socket), with a
+ * client certificate, and with an Authorization: Bearer header on the
+ * upgrade request and on every POST.
  */
 #ifndef OPD_TEST_AGENT_CLIENT_H
 #define OPD_TEST_AGENT_CLIENT_H
@@ -31,14 +34,26 @@ struct opd_ta {
 	uint64_t capabilities;
 	uint8_t *in; /* WebSocket bytes received and not yet parsed */
 	size_t in_len, in_cap;
-	int close_code;                 /* WebSocket close code received, -1 if none */
-	bool close_sent;                /* we sent a close frame already */
-	bool gzip_request;              /* HTTP: gzip the body (Content-Encoding: gzip) */
-	bool accept_gzip;               /* HTTP: send Accept-Encoding: gzip */
-	int last_status;                /* HTTP: status of the last POST */
+	int close_code;    /* WebSocket close code received, -1 if none */
+	bool close_sent;   /* we sent a close frame already */
+	bool gzip_request; /* HTTP: gzip the body (Content-Encoding: gzip) */
+	bool accept_gzip;  /* HTTP: send Accept-Encoding: gzip */
+	int last_status;   /* HTTP: status of the last POST; WebSocket: of the upgrade request */
 	char last_content_encoding[64]; /* HTTP: Content-Encoding of the last response ("" none) */
 	char last_content_type[64];
 	Opamp__Proto__V1__ServerToAgent *pending; /* HTTP: the reply of the last POST */
+
+	/* TLS and credentials: set after opd_ta_init, before connecting; all off by default. */
+	bool tls;                  /* speak TLS (TLS 1.2 at least) */
+	const char *tls_ca_file;   /* verify the server (chain and IP 127.0.0.1); NULL: no check */
+	const char *tls_cert_file; /* client certificate chain (PEM); NULL: none */
+	const char *tls_key_file;  /* its key */
+	const char *bearer_token;  /* "Authorization: Bearer <token>" on requests; NULL: none */
+	void *ssl;                 /* the open connection's SSL * (NULL when closed or plain) */
+	void *ssl_ctx;             /* its SSL_CTX * */
+	char tls_error[256];       /* why the last TLS handshake or read failed ("" = it did not) */
+	char server_fingerprint[65]; /* SHA-256 (hex) of the server certificate last seen */
+	char tls_version[16];        /* protocol of the last TLS connection ("TLSv1.3") */
 };
 
 /* Storage for one AgentToServer and its sub-messages, filled by the opd_ta_msg_* helpers. */
