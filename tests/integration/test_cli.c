@@ -4,10 +4,8 @@
  * (parsed with jansson), the exit codes (0 ok, 1 API error, 2 usage, 3 cannot connect), the
  * three ways to find the node and its token, and Idempotency-Key retries.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -17,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -345,17 +342,12 @@ static void test_help_and_usage(void **state)
 	run_free(&r);
 }
 
+/* A loopback port nothing listens on (it was free a moment ago). */
 static int closed_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	int port = opd_test_free_port();
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	port = ntohs(a.sin_port);
-	close(fd); /* nothing listens there now */
+	assert_true(port > 0);
 	return port;
 }
 
@@ -879,11 +871,6 @@ static void test_https_admin(void **state)
 
 /* ---- a cluster: membership ---- */
 
-static int free_port(void)
-{
-	return closed_port();
-}
-
 static void cluster_target(struct opd_cluster *c, int i, struct target *t)
 {
 	target_of(t, &c->nodes[i].d, BY_FLAGS);
@@ -917,10 +904,13 @@ static void test_cluster_commands(void **state)
 	struct run r;
 	char raft4[32], admin4[32], url4[64];
 	const char *extra[16];
-	int l, fol, n = 0, raft_port = free_port(), admin_port = free_port();
+	int l, fol, n = 0, ports[2], raft_port, admin_port;
 	uint64_t deadline;
 
 	(void)state;
+	assert_int_equal(opd_test_free_ports(ports, 2), 0);
+	raft_port = ports[0];
+	admin_port = ports[1];
 	assert_int_equal(opd_cluster_start(&c, 3, hb), 0);
 	l = opd_cluster_wait_leader(&c, 15000);
 	assert_true(l >= 0);
