@@ -78,6 +78,7 @@ struct opd_agent {
 	struct opd_hash desired_hash;
 	struct opd_hash sent_hash; /* remote config sent and not yet answered with a report */
 	uint64_t sent_at_ms;       /* when sent_hash went out (monotonic) */
+	int awaiting_receipt;      /* sent_hash not reported on yet (for the receipt latency) */
 	int full_state_requested;  /* ReportFullState sent, full report not seen yet */
 	int settings_offered;      /* heartbeat connection settings offered (once per agent) */
 

@@ -307,7 +307,7 @@ void opd_endpoint_push_all(struct opd_endpoint *e)
 			continue;
 		opd_buf_reset(&out);
 		opd_buf_append_byte(&out, 0);
-		if (opd_session_push(e->registry, a, &out) == 1 &&
+		if (opd_session_push(e->registry, a, opd_clock_now(e->clock), &out) == 1 &&
 		    opd_conn_ws_send(a->conn, opd_buf_rptr(&out), opd_buf_avail(&out)) == 0)
 			e->stats.pushes++;
 	}

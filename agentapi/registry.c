@@ -249,3 +249,17 @@ size_t opd_registry_sweep(struct opd_registry *r, uint64_t now_ms)
 	}
 	return changed;
 }
+
+const uint64_t opd_latency_bounds_ms[OPD_LATENCY_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
+
+void opd_latency_record(struct opd_latency_histogram *h, uint64_t ms)
+{
+	size_t i = 0;
+
+	while (i < OPD_LATENCY_BUCKETS && ms > opd_latency_bounds_ms[i])
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum_ms += ms;
+}

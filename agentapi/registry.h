@@ -51,6 +51,18 @@ struct opd_registry_settings {
 	    *custom_capabilities[4]; /* NULL-terminated; echoed to agents that announce them */
 };
 
+/* Cumulative histogram of push-to-receipt latency: config sent → first status report about it. */
+#define OPD_LATENCY_BUCKETS 13
+extern const uint64_t opd_latency_bounds_ms[OPD_LATENCY_BUCKETS]; /* upper bounds; +Inf after */
+
+struct opd_latency_histogram {
+	uint64_t buckets[OPD_LATENCY_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
+	uint64_t count;
+	uint64_t sum_ms;
+};
+
+void opd_latency_record(struct opd_latency_histogram *h, uint64_t ms);
+
 struct opd_registry {
 	struct opd_registry_settings settings;
 	struct opd_registry_ops ops;
@@ -60,6 +72,7 @@ struct opd_registry {
 	size_t n_connected;
 	struct opd_list agents; /* all agents, in insertion order */
 	uint64_t config_gen;    /* bumped by the daemon when any configuration changes */
+	struct opd_latency_histogram receipt_latency;
 };
 
 void opd_registry_settings_default(struct opd_registry_settings *s);

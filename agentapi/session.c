@@ -529,6 +529,7 @@ static int encode_with_config(opd_s2a *s, struct opd_agent *a, config_map *cfg,
 	if (ret == 0 && s->remote_config != NULL) {
 		a->sent_hash = a->desired_hash;
 		a->sent_at_ms = a->last_seen_ms;
+		a->awaiting_receipt = 1;
 	}
 	if (cfg != NULL)
 		opamp__proto__v1__agent_config_map__free_unpacked(cfg, NULL);
@@ -711,6 +712,12 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 		recompute_desired(r, a);
 	if (m->remote_config_status != NULL) {
 		take_rc_status(a, m->remote_config_status);
+		/* The first report about a config we sent: how long delivery took. */
+		if (a->awaiting_receipt && a->sent_hash.len != 0 &&
+		    hash_eq(&a->rc_hash, &a->sent_hash)) {
+			opd_latency_record(&r->receipt_latency, now_ms - a->sent_at_ms);
+			a->awaiting_receipt = 0;
+		}
 		/* An explicit report of another hash asks for the desired config again. */
 		if (!hash_eq(&a->rc_hash, &a->desired_hash))
 			a->sent_hash.len = 0;
@@ -800,7 +807,8 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 	return 0;
 }
 
-int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf *out)
+int opd_session_push(struct opd_registry *r, struct opd_agent *a, uint64_t now_ms,
+		     struct opd_buf *out)
 {
 	opd_s2a s = OPAMP__PROTO__V1__SERVER_TO_AGENT__INIT;
 	Opamp__Proto__V1__AgentRemoteConfig rc = OPAMP__PROTO__V1__AGENT_REMOTE_CONFIG__INIT;
@@ -832,6 +840,8 @@ int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf
 	if (ret != 0)
 		return 0; /* over the message limit: nothing appended */
 	a->sent_hash = a->desired_hash;
+	a->sent_at_ms = now_ms;
+	a->awaiting_receipt = 1;
 	return 1;
 }
 

@@ -46,7 +46,8 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
  * receive a new remote config, append a ServerToAgent to out and return 1;
  * otherwise 0. HTTP agents get theirs in the reply to their next poll.
  */
-int opd_session_push(struct opd_registry *r, struct opd_agent *a, struct opd_buf *out);
+int opd_session_push(struct opd_registry *r, struct opd_agent *a, uint64_t now_ms,
+		     struct opd_buf *out);
 
 /* The connection of agent a closed (WebSocket) without or with AgentDisconnect. */
 void opd_session_closed(struct opd_registry *r, struct opd_agent *a, struct opd_conn *conn,

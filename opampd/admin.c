@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "hex.h"
+#include "log.h"
 #include "mem.h"
 #include "node.h"
 #include "opamp/v1/opamp.pb-c.h"
@@ -992,6 +993,46 @@ static int write_here(struct opd_admin *a, const struct opd_http_request *req, v
 	return 0;
 }
 
+/* ---- log level ---- */
+
+static bool method_is(const struct opd_http_request *req, const char *m);
+
+/*
+ * GET /api/v1/log-level, PUT {"level": "debug|info|warn|error"}: this node's
+ * log level, changed at run time (not replicated: each node has its own).
+ */
+static void log_level(const struct opd_http_request *req, struct opd_admin_response *resp)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	enum opd_log_level level;
+	json_t *root, *o;
+
+	if (method_is(req, "PUT")) {
+		if ((root = parse_body(req, resp)) == NULL)
+			return;
+		o = json_object_get(root, "level");
+		if (!json_is_string(o) || opd_log_parse_level(json_string_value(o), &level) != 0 ||
+		    json_object_size(root) != 1) {
+			json_decref(root);
+			reply_error(resp, 400, "invalid_argument",
+				    "expected {\"level\": \"debug\"|\"info\"|\"warn\"|\"error\"}");
+			return;
+		}
+		json_decref(root);
+		opd_log_init(level);
+	} else if (!method_is(req, "GET")) {
+		reply_method(resp, "GET, PUT");
+		return;
+	}
+	for (level = OPD_LOG_DEBUG; level <= OPD_LOG_ERROR; level++)
+		if (opd_log_enabled(level))
+			break;
+	o = json_object();
+	json_object_set_new(o, "level",
+			    jstr(names[level <= OPD_LOG_ERROR ? level : OPD_LOG_ERROR]));
+	reply(resp, 200, o);
+}
+
 /* ---- audit ---- */
 
 static int parse_version(const char *s, uint64_t *out);
@@ -1498,6 +1539,10 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 			tls_reload(a, resp);
 		else
 			reply_method(resp, "POST");
+		return 0;
+	}
+	if (strcmp(seg[2], "log-level") == 0 && n == 3) {
+		log_level(req, resp);
 		return 0;
 	}
 	if (strcmp(seg[2], "audit") == 0 && n == 3) {

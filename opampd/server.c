@@ -336,6 +336,27 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		opd_buf_appendf(out, "opampd_raft_members{role=\"%s\"} %u\n", member_roles[i], n);
 	}
 	GAUGE("opampd_read_only", "1 when this node refuses writes.", st.read_only);
+	{
+		/* Push to receipt: a config sent → the agent's first status report about it. */
+		const struct opd_latency_histogram *h = &s->registry.receipt_latency;
+		uint64_t cumulative = 0;
+
+		FAMILY("opampd_config_receipt_seconds", "histogram",
+		       "From sending a remote config to the agent's first status report about it.");
+		for (size_t i = 0; i < OPD_LATENCY_BUCKETS; i++) {
+			cumulative += h->buckets[i];
+			opd_buf_appendf(out,
+					"opampd_config_receipt_seconds_bucket{le=\"%g\"} %llu\n",
+					(double)opd_latency_bounds_ms[i] / 1000.0,
+					(unsigned long long)cumulative);
+		}
+		opd_buf_appendf(out, "opampd_config_receipt_seconds_bucket{le=\"+Inf\"} %llu\n",
+				(unsigned long long)h->count);
+		opd_buf_appendf(out, "opampd_config_receipt_seconds_sum %.3f\n",
+				(double)h->sum_ms / 1000.0);
+		opd_buf_appendf(out, "opampd_config_receipt_seconds_count %llu\n",
+				(unsigned long long)h->count);
+	}
 #undef GAUGE
 #undef COUNTER
 #undef FAMILY

@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "harness.h"
 #include "hex.h"
+#include "log.h"
 #include "mem.h"
 #include "opamp/v1/opamp.pb-c.h"
 
@@ -890,10 +891,38 @@ static void test_too_large(void **state)
 	free(big);
 }
 
+/* The log level changes at run time, per node; nonsense is refused and changes nothing. */
+static void test_log_level(void **state)
+{
+	struct fixture *f = *state;
+	struct res r;
+
+	r = call(f, "GET", "/api/v1/log-level", NULL, NULL);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(jget_str(r.j, "level"), "info");
+	res_fini(&r);
+	r = call(f, "PUT", "/api/v1/log-level", NULL, "{\"level\": \"debug\"}");
+	assert_int_equal(r.status, 200);
+	assert_string_equal(jget_str(r.j, "level"), "debug");
+	assert_true(opd_log_enabled(OPD_LOG_DEBUG));
+	res_fini(&r);
+	r = call(f, "PUT", "/api/v1/log-level", NULL, "{\"level\": \"loud\"}");
+	assert_int_equal(r.status, 400);
+	res_fini(&r);
+	r = call(f, "GET", "/api/v1/log-level", NULL, NULL);
+	assert_string_equal(jget_str(r.j, "level"), "debug");
+	res_fini(&r);
+	r = call_auth(f, "PUT", "/api/v1/log-level", NULL, "{\"level\": \"error\"}", NULL);
+	assert_int_equal(r.status, 401);
+	res_fini(&r);
+	opd_log_init(OPD_LOG_INFO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_ready_and_routing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_yaml, setup, teardown),

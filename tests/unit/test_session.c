@@ -541,12 +541,12 @@ static void test_push_new_version(void **state)
 	assert_ptr_equal(x->bound, a);
 
 	/* Nothing changed: nothing to push. */
-	assert_int_equal(opd_session_push(&x->r, a, &out), 0);
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 0);
 	assert_int_equal(opd_buf_avail(&out), 0);
 
 	set_config(x, 0xd7, "exporters: {debug: {}}\n");
 	opd_registry_configs_changed(&x->r);
-	assert_int_equal(opd_session_push(&x->r, a, &out), 1);
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 1);
 	s = opamp__proto__v1__server_to_agent__unpack(NULL, opd_buf_avail(&out),
 						      opd_buf_rptr(&out));
 	assert_non_null(s);
@@ -559,18 +559,37 @@ static void test_push_new_version(void **state)
 	assert_int_equal(a->desired_version, x->f.version);
 
 	/* Once. Also not again in the reply to the next heartbeat. */
+	assert_int_equal(x->r.receipt_latency.count, 0);
 	opd_buf_reset(&out);
-	assert_int_equal(opd_session_push(&x->r, a, &out), 0);
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 0);
 	opd_registry_configs_changed(&x->r); /* an unrelated config changed */
-	assert_int_equal(opd_session_push(&x->r, a, &out), 0);
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 0);
 	assert_int_equal(opd_buf_avail(&out), 0);
 	msg_init(&b, UID1, 16, 1, b.m.capabilities);
 	s = send_ws(x, &b);
 	assert_null(s->remote_config);
 	s2a_free(s);
+	/* A heartbeat is no receipt; the agent reporting the pushed hash 120 ms later is. */
+	assert_int_equal(x->r.receipt_latency.count, 0);
+	x->now += 120;
+	msg_init(&b, UID1, 16, 2, b.m.capabilities);
+	msg_rcs(&b, x->f.hash, 32, S_APPLYING, NULL);
+	s2a_free(send_ws(x, &b));
+	assert_int_equal(x->r.receipt_latency.count, 1);
+	assert_int_equal(x->r.receipt_latency.sum_ms, 120);
+	assert_int_equal(x->r.receipt_latency.buckets[5], 1); /* (100, 250] ms */
+	/* APPLIED afterwards is not a second receipt. */
+	msg_init(&b, UID1, 16, 3, b.m.capabilities);
+	msg_rcs(&b, x->f.hash, 32, S_APPLIED, NULL);
+	s2a_free(send_ws(x, &b));
+	assert_int_equal(x->r.receipt_latency.count, 1);
+	/* Back to the agent's last report for the rest of this test. */
+	msg_init(&b, UID1, 16, 4, b.m.capabilities);
+	msg_rcs(&b, (const uint8_t *)"\x01", 1, S_APPLIED, NULL);
+	s2a_free(send_ws(x, &b));
 
 	/* A reconnect on a new stream may have lost it: the next reply carries it. */
-	msg_init(&b, UID1, 16, 2, b.m.capabilities);
+	msg_init(&b, UID1, 16, 5, b.m.capabilities);
 	s = send_msg(x, &b, OPD_TRANSPORT_WS, &x->conn_b, NULL);
 	assert_non_null(s->remote_config);
 	s2a_free(s);
@@ -584,7 +603,7 @@ static void test_push_new_version(void **state)
 	assert_null(a->conn);
 	set_config(x, 0xd8, "exporters: {}\n");
 	opd_registry_configs_changed(&x->r);
-	assert_int_equal(opd_session_push(&x->r, a, &out), 0); /* not connected */
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 0); /* not connected */
 	opd_buf_fini(&out);
 }
 
@@ -602,7 +621,7 @@ static void test_push_http_agent(void **state)
 	set_config(x, 0xe1, "x: 1\n");
 	opd_registry_configs_changed(&x->r);
 	/* HTTP agents get theirs in the reply to the next poll. */
-	assert_int_equal(opd_session_push(&x->r, agent(x, UID1), &out), 0);
+	assert_int_equal(opd_session_push(&x->r, agent(x, UID1), x->now, &out), 0);
 	msg_init(&b, UID1, 16, 2, b.m.capabilities);
 	s = send_http(x, &b);
 	assert_non_null(s->remote_config);
@@ -685,7 +704,7 @@ static void test_no_accepts_remote_config(void **state)
 	s2a_free(s);
 	set_config(x, 0xf1, "y: 2\n");
 	opd_registry_configs_changed(&x->r);
-	assert_int_equal(opd_session_push(&x->r, agent(x, UID1), &out), 0);
+	assert_int_equal(opd_session_push(&x->r, agent(x, UID1), x->now, &out), 0);
 	msg_init(&b, UID1, 16, 1, b.m.capabilities);
 	s = send_ws(x, &b);
 	assert_null(s->remote_config);
