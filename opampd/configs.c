@@ -26,6 +26,7 @@ struct opd_active_config {
 	uint8_t *config_pb; /* packed AgentConfigMap */
 	size_t config_len;
 	char *signature_msg; /* JSON for agents with the signature capability */
+	int verified;        /* 0: refused (kept to be counted and reported, never served) */
 };
 
 /* A proposal in flight (the leader's view of versions not applied yet). */
@@ -184,33 +185,40 @@ static int load_one(void *data, const struct opd_config_info *info)
 	struct opd_configs *c = lc->c;
 	struct opd_version_info v = {0};
 	struct opd_active_config *ac;
-	int64_t priority;
 
 	lc->rc = opd_store_get_version(&c->store, info->name, info->active_version, &v);
 	if (lc->rc != 0)
 		return 1;
-	priority = published_priority(&v, info);
-	/* Never offer a version whose origin we cannot prove (a tampered row, an unknown key). */
-	if (!opd_configs_verify(c, &v, info)) {
-		c->unverified++;
-		log_error("refusing to serve config=%s version=%llu: its signature does not verify "
-			  "(key_id=\"%s\")",
-			  info->name, (unsigned long long)v.version, v.key_id ? v.key_id : "");
-		opd_version_info_fini(&v);
-		return 0;
-	}
 	c->active = opd_xrealloc(c->active, (c->n_active + 1) * sizeof *c->active);
 	ac = &c->active[c->n_active++];
 	*ac = (struct opd_active_config){0};
 	ac->name = opd_xstrdup(info->name);
-	opd_kvs_copy(&ac->selector, &v.selector);
-	ac->priority = priority;
+	ac->priority = published_priority(&v, info);
 	ac->version = v.version;
-	memcpy(ac->hash, v.hash, sizeof ac->hash);
-	ac->config_pb = pack_config_map(&v.files, &ac->config_len);
-	ac->signature_msg = signature_json(&v, priority);
+	/* Never offer a version whose origin we cannot prove (a tampered row, an unknown key). */
+	ac->verified = opd_configs_verify(c, &v, info);
+	if (!ac->verified) {
+		log_error("refusing to serve config=%s version=%llu: its signature does not verify "
+			  "(key_id=\"%s\")",
+			  info->name, (unsigned long long)v.version, v.key_id ? v.key_id : "");
+	} else {
+		opd_kvs_copy(&ac->selector, &v.selector);
+		memcpy(ac->hash, v.hash, sizeof ac->hash);
+		ac->config_pb = pack_config_map(&v.files, &ac->config_len);
+		ac->signature_msg = signature_json(&v, ac->priority);
+	}
 	opd_version_info_fini(&v);
 	return 0;
+}
+
+/* Sort for matching, and count what is refused (the unverified_versions gauge). */
+static void active_settle(struct opd_configs *c)
+{
+	if (c->n_active > 1)
+		qsort(c->active, c->n_active, sizeof *c->active, active_cmp);
+	c->unverified = 0;
+	for (size_t i = 0; i < c->n_active; i++)
+		c->unverified += !c->active[i].verified;
 }
 
 void opd_configs_reload(struct opd_configs *c)
@@ -219,24 +227,54 @@ void opd_configs_reload(struct opd_configs *c)
 	int rc;
 
 	active_clear(c);
-	/* A gauge: the active versions refused right now. */
-	c->unverified = 0;
 	rc = opd_store_foreach_config(&c->store, load_one, &lc);
 	if (rc == 0)
 		rc = lc.rc;
 	if (rc != 0)
 		log_error("load configurations: %s", opd_store_errmsg(&c->store));
-	if (c->n_active > 1)
-		qsort(c->active, c->n_active, sizeof *c->active, active_cmp);
+	active_settle(c);
 }
 
-/* The state machine applied a change (on every node): serve it. */
+/*
+ * One configuration changed: re-read and re-verify it alone. Reloading (and
+ * re-verifying the signature of) every configuration on every write made
+ * writes cost O(configurations) each (bench/PROFILE.md).
+ */
+static void reload_one(struct opd_configs *c, const char *name)
+{
+	struct opd_config_info info = {0};
+	struct load_ctx lc = {c, 0};
+
+	for (size_t i = 0; i < c->n_active; i++) {
+		if (strcmp(c->active[i].name, name) == 0) {
+			active_fini(&c->active[i]);
+			memmove(&c->active[i], &c->active[i + 1],
+				(c->n_active - i - 1) * sizeof *c->active);
+			c->n_active--;
+			break;
+		}
+	}
+	if (opd_store_get_config(&c->store, name, &info) == 0)
+		load_one(&lc, &info);
+	if (lc.rc != 0)
+		log_error("load configuration %s: %s", name, opd_store_errmsg(&c->store));
+	opd_config_info_fini(&info);
+	active_settle(c);
+}
+
+/* The state machine applied a change (on every node), or restored a snapshot (res NULL): serve it. */
 static void on_applied(void *data, const struct opd_apply_result *res)
 {
 	struct opd_configs *c = data;
 
-	(void)res;
-	opd_configs_reload(c);
+	if (res != NULL && res->name[0] != '\0' &&
+	    (res->op == OPAMPD__V1__COMMAND__OP_PUT_VERSION ||
+	     res->op == OPAMPD__V1__COMMAND__OP_SET_ACTIVE ||
+	     res->op == OPAMPD__V1__COMMAND__OP_DELETE_CONFIG ||
+	     res->op == OPAMPD__V1__COMMAND__OP_SET_SELECTOR))
+		reload_one(c, res->name);
+	else
+		opd_configs_reload(c); /* keys, members, a snapshot: anything may verify differently */
 	if (c->changed != NULL)
 		c->changed(c->changed_data);
 }
@@ -730,7 +768,7 @@ int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_des
 	/* Sorted by priority then name: the first match is the desired configuration. */
 	for (size_t i = 0; i < c->n_active; i++) {
 		const struct opd_active_config *ac = &c->active[i];
-		if (!opd_selector_match(&ac->selector, a))
+		if (!ac->verified || !opd_selector_match(&ac->selector, a))
 			continue;
 		*out = (struct opd_desired){
 		    .name = ac->name,

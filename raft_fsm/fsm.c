@@ -442,6 +442,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	memset(f->results, 0, sizeof f->results);
 	if (load_position(f) != 0)
 		fatal("restore: reading the applied index: %s", f->errmsg);
+	/* Everything may have changed: whoever serves the store reloads it (NULL: all of it). */
+	if (f->changed != NULL)
+		f->changed(f->changed_data, NULL);
 	return 0;
 }
 
