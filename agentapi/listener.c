@@ -77,6 +77,7 @@ int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name
 		uv_close((uv_handle_t *)&l->tcp, NULL);
 		return OPD_EIO;
 	}
+	l->rbuf = opd_xmalloc(OPD_LISTENER_READ_SIZE);
 	uv_timer_init(loop, &l->sweep);
 	l->sweep.data = l;
 	uv_timer_start(&l->sweep, on_sweep, 1000, 1000);
@@ -101,8 +102,6 @@ void opd_listener_set_tls(struct opd_listener *l, struct opd_tls_ctx *ctx)
 		opd_tls_ctx_ref(ctx);
 	opd_tls_ctx_unref(l->tls);
 	l->tls = ctx;
-	if (ctx != NULL && l->tls_rbuf == NULL)
-		l->tls_rbuf = opd_xmalloc(OPD_LISTENER_READ_SIZE);
 }
 
 static void maybe_done(struct opd_listener *l)
@@ -112,8 +111,8 @@ static void maybe_done(struct opd_listener *l)
 	/* Every connection is gone, and with it every use of the read buffer. */
 	opd_tls_ctx_unref(l->tls);
 	l->tls = NULL;
-	free(l->tls_rbuf);
-	l->tls_rbuf = NULL;
+	free(l->rbuf);
+	l->rbuf = NULL;
 	if (l->close_cb)
 		l->close_cb(l);
 }

@@ -52,7 +52,7 @@ struct opd_listener {
 	size_t n_conns;
 	uint64_t refused;
 	struct opd_tls_ctx *tls; /* one reference; NULL = plain TCP */
-	uint8_t *tls_rbuf;       /* ciphertext read buffer shared by the connections (TLS only) */
+	uint8_t *rbuf;       /* the read buffer every connection shares (see conn.c on_alloc) */
 	uint64_t tls_failures;   /* TLS handshakes or records that failed */
 	uint64_t tls_logged_ms;  /* failures are logged at most once a second (scanners) */
 	uv_timer_t sweep;        /* timeouts, checked once a second */

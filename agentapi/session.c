@@ -293,7 +293,8 @@ static char *render_finish(struct render *rd)
 				n = k - 1;
 		}
 	}
-	s = opd_xstrndup((const char *)p, n);
+	/* Nothing rendered: the buffer owns no memory and p is NULL. */
+	s = opd_xstrndup(n > 0 ? (const char *)p : "", n);
 	opd_buf_fini(&rd->b);
 	return s;
 }

@@ -193,8 +193,11 @@ int opd_ws_push(struct opd_ws *ws, const uint8_t *p, size_t n)
 		return 0;
 	opd_buf_append(&ws->in, p, n);
 	rc = wslay_event_recv(ws->ctx);
+	/* Usually drained: an idle connection keeps no input buffer (bench/PROFILE.md). */
 	if (!wslay_event_get_read_enabled(ws->ctx))
 		opd_buf_fini(&ws->in);
+	else
+		opd_buf_shrink(&ws->in);
 	/* Pongs and Close replies go out without waiting for opd_ws_take(). */
 	(void)wslay_event_send(ws->ctx);
 	/*
@@ -265,10 +268,8 @@ size_t opd_ws_take(struct opd_ws *ws, struct opd_buf *out)
 	(void)wslay_event_send(ws->ctx);
 	n = opd_buf_avail(&ws->out);
 	opd_buf_append(out, opd_buf_rptr(&ws->out), n);
-	opd_buf_reset(&ws->out);
-	/* Do not keep a large message's worth of memory on an idle connection. */
-	if (ws->out.cap > 64 * 1024)
-		opd_buf_fini(&ws->out);
+	/* An idle connection keeps no output buffer either. */
+	opd_buf_fini(&ws->out);
 	ws->pending_ctrl = 0;
 	return n;
 }

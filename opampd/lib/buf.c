@@ -20,7 +20,8 @@ void opd_buf_fini(struct opd_buf *b)
 
 uint8_t *opd_buf_reserve(struct opd_buf *b, size_t n)
 {
-	if (b->cap - b->len >= n)
+	/* Even for n == 0 the result must be a real pointer: callers write or memcpy to it. */
+	if (b->cap - b->len >= n && b->data != NULL)
 		return b->data + b->len;
 	/* Reclaim consumed space before growing. */
 	if (b->off > 0) {

@@ -30,7 +30,8 @@ void opd_buf_append_byte(struct opd_buf *b, uint8_t c);
 /* Unread bytes. */
 static inline const uint8_t *opd_buf_rptr(const struct opd_buf *b)
 {
-	return b->data + b->off;
+	/* An empty buffer may own no memory, and NULL + 0 is undefined in C (UBSan says so). */
+	return b->data != NULL ? b->data + b->off : NULL;
 }
 static inline size_t opd_buf_avail(const struct opd_buf *b)
 {
