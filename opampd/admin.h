@@ -23,6 +23,8 @@
 
 #include <jansson.h>
 
+struct opd_certs;
+
 struct opd_admin_response {
 	int status;
 	const char *content_type; /* static string */
@@ -64,6 +66,7 @@ struct opd_admin_ops {
 
 struct opd_admin {
 	struct opd_configs *configs;   /* borrowed */
+	struct opd_certs *certs;       /* borrowed; NULL: no certificate routes */
 	struct opd_registry *registry; /* borrowed */
 	const struct opd_clock *clock; /* borrowed */
 	struct opd_admin_ops ops;

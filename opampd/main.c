@@ -51,6 +51,13 @@ static void usage(FILE *f)
 	    "                             the tokens in FILE (one per line; 401 otherwise)\n"
 	    "  --peer-ca FILE             CA certificates (PEM) for https:// peer admin URLs\n"
 	    "                             (default: the system bundle)\n"
+	    "  --ca-cert FILE             the fleet CA certificate (PEM) that signs agent\n"
+	    "                             certificates (default DATA_DIR/ca.pem, created with\n"
+	    "                             its key for a single node; a cluster's voters share\n"
+	    "                             one CA)\n"
+	    "  --ca-key FILE              its private key (PEM, mode 0600)\n"
+	    "  --cert-lifetime DURATION   lifetime of issued agent certificates: seconds, or\n"
+	    "                             a number with s, m, h or d (default 90d)\n"
 	    "  --log-level LEVEL          debug, info, warn or error (default info)\n"
 	    "  --ready-file PATH          write the bound ports as JSON once listening\n");
 }
@@ -65,6 +72,32 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+/* "90d", "12h", "30m", "3600s" or "3600": seconds, from one minute to ten years. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+	static const struct {
+		char suffix;
+		uint64_t mult;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	char digits[24];
+	size_t n = strlen(s);
+	uint64_t mult = 1, v;
+
+	if (n == 0 || n >= sizeof digits)
+		return -1;
+	memcpy(digits, s, n + 1);
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (digits[n - 1] == units[i].suffix) {
+			mult = units[i].mult;
+			digits[n - 1] = '\0';
+		}
+	if (parse_u64(digits, 1, UINT64_MAX / 86400, &v) != 0 || v * mult < 60 ||
+	    v * mult > 10ull * 366 * 86400)
+		return -1;
+	*out = v * mult;
 	return 0;
 }
 
@@ -196,6 +229,12 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		o->agent_token_file = keep(v);
 	else if (strcmp(name, "peer-ca") == 0)
 		o->peer_ca = keep(v);
+	else if (strcmp(name, "ca-cert") == 0)
+		o->ca_cert = keep(v);
+	else if (strcmp(name, "ca-key") == 0)
+		o->ca_key = keep(v);
+	else if (strcmp(name, "cert-lifetime") == 0)
+		return parse_duration(v, &o->cert_lifetime_s);
 	else if (strcmp(name, "log-level") == 0)
 		return opd_log_parse_level(v, level) == 0 ? 0 : -1;
 	else if (strcmp(name, "ready-file") == 0)

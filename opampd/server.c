@@ -421,6 +421,8 @@ static void on_tick(uv_timer_t *t)
 
 	opd_registry_sweep(&s->registry, opd_clock_now(&opd_clock_system));
 	flush_agents(s);
+	/* A new leader registers the fleet CA, and says so when it cannot sign. */
+	opd_certs_tick(&s->certs);
 }
 
 static void on_listener_closed(struct opd_listener *l)
@@ -698,6 +700,25 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	s->configs.changed = configs_changed;
 	s->configs.changed_data = s;
 
+	/* The fleet CA: from files shared by the voters, or made here for a single node. */
+	struct opd_certs_options co = {.ca_cert = o->ca_cert,
+				       .ca_key = o->ca_key,
+				       .dir = o->data_dir,
+				       .create = o->n_voters <= 1,
+				       .lifetime_s = o->cert_lifetime_s};
+	rc = opd_certs_init(&s->certs, &s->configs, &opd_clock_system, &co);
+	if (rc != 0) {
+		opd_errmsg_printf(s->errmsg, "%s", s->certs.errmsg);
+		return rc;
+	}
+	if (s->certs.n_keys > 0)
+		log_info("fleet CA main=%s not_after=%llu keys_here=%zu",
+			 s->certs.keys[0].fingerprint,
+			 (unsigned long long)s->certs.keys[0].not_after, s->certs.n_keys);
+	else
+		log_warn("no fleet CA on this node: it cannot issue certificates (give every voter "
+			 "the same --ca-cert and --ca-key)");
+
 	rc = node_config(s, &nc, raft_dir, sizeof raft_dir);
 	if (rc != 0)
 		return rc;
@@ -732,6 +753,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 
 	opd_endpoint_init(&s->endpoint, &s->registry, &opd_clock_system);
 	s->admin.configs = &s->configs;
+	s->admin.certs = &s->certs;
 	s->admin.registry = &s->registry;
 	s->admin.clock = &opd_clock_system;
 	s->admin.ops.complete = admin_complete;
@@ -830,6 +852,7 @@ int opd_server_run(struct opd_server *s)
 	opd_agentdb_close(&s->agentdb);
 	opd_admin_fini(&s->admin);
 	opd_registry_fini(&s->registry);
+	opd_certs_fini(&s->certs);
 	opd_configs_close(&s->configs);
 	opd_signer_fini(&s->signer);
 	opd_tls_tokens_fini(&s->agent_tokens);

@@ -10,6 +10,7 @@
 
 #include "admin.h"
 #include "agentdb.h"
+#include "certs.h"
 #include "cluster.h"
 #include "configs.h"
 #include "endpoint.h"
@@ -41,12 +42,17 @@ struct opd_server_options {
 	enum opd_tls_verify opamp_mtls;             /* default off */
 	const char *agent_token_file; /* bearer tokens agents must send, one per line */
 	const char *peer_ca;          /* CAs for https peer admin URLs (default: system bundle) */
+	/* The fleet CA: both files, or neither (DATA_DIR/ca.pem and ca.key, created for a
+	 * single node). */
+	const char *ca_cert, *ca_key;
+	uint64_t cert_lifetime_s; /* agent certificates; 0: 90 days */
 };
 
 struct opd_server {
 	uv_loop_t loop;
 	struct opd_server_options opt;
 	struct opd_configs configs;
+	struct opd_certs certs;
 	struct opd_registry registry;
 	struct opd_agentdb agentdb;
 	struct opd_endpoint endpoint;

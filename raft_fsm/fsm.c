@@ -2,8 +2,10 @@
 
 #include "fsm.h"
 
+#include "ca.h"
 #include "cmd.h"
 #include "config_hash.h"
+#include "hex.h"
 #include "log.h"
 #include "validate.h"
 
@@ -182,6 +184,113 @@ static bool apply_set_selector(struct opd_fsm *f, const opd_cmd *cmd, struct opd
 	return ok;
 }
 
+/* ---- certificates, CAs and rotations (issue #4) ---- */
+
+static bool apply_issue(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_result *res)
+{
+	const Opampd__V1__IssueCertificate *ic = cmd->issue_certificate;
+	char uid[33];
+	int rc;
+
+	res->version = ic->serial;
+	if (ic->instance_uid.len != 16) {
+		set_message(res, OPD_APPLY_INVALID, "issue: instance_uid is %zu bytes",
+			    ic->instance_uid.len);
+		return true;
+	}
+	opd_hex_encode(ic->instance_uid.data, 16, uid);
+	snprintf(res->name, sizeof res->name, "%s", uid);
+	struct opd_new_cert in = {
+	    .serial = ic->serial,
+	    .instance_uid = uid,
+	    .subject = ic->subject,
+	    .not_before = ic->not_before,
+	    .not_after = ic->not_after,
+	    .fingerprint = ic->fingerprint,
+	    .ca_fingerprint = ic->ca_fingerprint,
+	    .cert_pem = ic->cert_pem,
+	    .reason = ic->reason,
+	    .rotation_id = ic->rotation_id,
+	};
+	rc = opd_store_add_certificate(f->store, &in, cmd->actor, cmd->hlc_wall_ms);
+	if (rc == OPD_ECONFLICT) {
+		set_message(res, OPD_APPLY_CONFLICT,
+			    "issue: serial %llu or fingerprint already used, or CA retired",
+			    (unsigned long long)ic->serial);
+		return true;
+	}
+	if (rc == OPD_ENOTFOUND) {
+		set_message(res, OPD_APPLY_NOT_FOUND, "issue: unknown CA %.64s",
+			    ic->ca_fingerprint);
+		return true;
+	}
+	return outcome(f, res, rc, "issue");
+}
+
+static bool apply_revoke(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_result *res)
+{
+	const Opampd__V1__RevokeCertificate *rv = cmd->revoke_certificate;
+	int rc;
+
+	res->version = rv->serial;
+	snprintf(res->name, sizeof res->name, "%llu", (unsigned long long)rv->serial);
+	if (opd_ca_reason_code(rv->reason) < 0) {
+		set_message(res, OPD_APPLY_INVALID, "revoke: unknown reason");
+		return true;
+	}
+	rc = opd_store_revoke_certificate(f->store, rv->serial, rv->reason, cmd->actor,
+					  cmd->hlc_wall_ms);
+	if (rc == OPD_ECONFLICT) {
+		set_message(res, OPD_APPLY_CONFLICT, "revoke: certificate %llu already revoked",
+			    (unsigned long long)rv->serial);
+		return true;
+	}
+	return outcome(f, res, rc, "revoke");
+}
+
+static bool apply_add_ca(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_result *res)
+{
+	const Opampd__V1__AddCA *a = cmd->add_ca;
+	struct opd_new_ca in = {a->fingerprint, a->subject, a->cert_pem, a->not_before,
+				a->not_after};
+
+	snprintf(res->name, sizeof res->name, "%s", a->fingerprint);
+	return outcome(f, res,
+		       opd_store_add_ca(f->store, &in, a->activate, cmd->actor, cmd->hlc_wall_ms),
+		       "add CA");
+}
+
+static bool apply_rotation(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_result *res)
+{
+	const Opampd__V1__StartRotation *sr = cmd->start_rotation;
+	struct opd_kvs sel;
+	bool ok;
+
+	snprintf(res->name, sizeof res->name, "%s", sr->rotation_id);
+	pairs_to_kvs(sr->selector, sr->n_selector, &sel);
+	ok = outcome(
+	    f, res,
+	    opd_store_add_rotation(f->store, sr->rotation_id, &sel, cmd->actor, cmd->hlc_wall_ms),
+	    "rotation");
+	opd_kvs_fini(&sel);
+	return ok;
+}
+
+static bool is_cert_op(int op)
+{
+	switch (op) {
+	case OPAMPD__V1__COMMAND__OP_ISSUE_CERTIFICATE:
+	case OPAMPD__V1__COMMAND__OP_REVOKE_CERTIFICATE:
+	case OPAMPD__V1__COMMAND__OP_ADD_CA:
+	case OPAMPD__V1__COMMAND__OP_ACTIVATE_CA:
+	case OPAMPD__V1__COMMAND__OP_RETIRE_CA:
+	case OPAMPD__V1__COMMAND__OP_START_ROTATION:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool perform(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_result *res)
 {
 	const char *actor = cmd->actor;
@@ -234,6 +343,25 @@ static bool perform(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_resu
 		return outcome(f, res,
 			       opd_store_remove_member(f->store, cmd->remove_member->id, actor, ts),
 			       "remove member");
+	case OPAMPD__V1__COMMAND__OP_ISSUE_CERTIFICATE:
+		return apply_issue(f, cmd, res);
+	case OPAMPD__V1__COMMAND__OP_REVOKE_CERTIFICATE:
+		return apply_revoke(f, cmd, res);
+	case OPAMPD__V1__COMMAND__OP_ADD_CA:
+		return apply_add_ca(f, cmd, res);
+	case OPAMPD__V1__COMMAND__OP_ACTIVATE_CA:
+		snprintf(res->name, sizeof res->name, "%s", cmd->activate_ca->fingerprint);
+		return outcome(
+		    f, res,
+		    opd_store_activate_ca(f->store, cmd->activate_ca->fingerprint, actor, ts),
+		    "activate CA");
+	case OPAMPD__V1__COMMAND__OP_RETIRE_CA:
+		snprintf(res->name, sizeof res->name, "%s", cmd->retire_ca->fingerprint);
+		return outcome(
+		    f, res, opd_store_retire_ca(f->store, cmd->retire_ca->fingerprint, actor, ts),
+		    "retire CA");
+	case OPAMPD__V1__COMMAND__OP_START_ROTATION:
+		return apply_rotation(f, cmd, res);
 	default:
 		set_message(res, OPD_APPLY_INVALID, "no operation");
 		return true;
@@ -364,8 +492,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	if (res->status != OPD_APPLY_OK)
 		log_debug("entry %llu: %s: %s", (unsigned long long)index, status_name(res->status),
 			  res->message);
-	if (f->changed != NULL && changes_state(res))
-		f->changed(f->changed_data, res);
+	if (changes_state(res)) {
+		if (!is_cert_op(res->op) && f->changed != NULL)
+			f->changed(f->changed_data, res);
+		else if (is_cert_op(res->op) && f->certs_changed != NULL)
+			f->certs_changed(f->certs_changed_data, res);
+	}
 	*result = res;
 	return 0;
 }
@@ -445,6 +577,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	/* Everything may have changed: whoever serves the store reloads it (NULL: all of it). */
 	if (f->changed != NULL)
 		f->changed(f->changed_data, NULL);
+	if (f->certs_changed != NULL)
+		f->certs_changed(f->certs_changed_data, NULL);
 	return 0;
 }
 

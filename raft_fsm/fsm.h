@@ -31,10 +31,10 @@ enum opd_apply_status {
 struct opd_apply_result {
 	uint64_t index; /* raft index of the entry; 0 = slot empty */
 	enum opd_apply_status status;
-	int op; /* Opampd__V1__Command__OpCase of the command */
-	uint64_t
-	    version; /* PutVersion: the version written (or of the duplicate); SetActive: version */
-	int created; /* PutVersion: 0 when identical to the active version (nothing written) */
+	int op;           /* Opampd__V1__Command__OpCase of the command */
+	uint64_t version; /* PutVersion: the version written (or of the duplicate); SetActive:
+			     version; IssueCertificate, RevokeCertificate: the serial */
+	int created;      /* PutVersion: 0 when identical to the active version (nothing written) */
 	char name[129];
 	char message[160];
 };
@@ -45,9 +45,20 @@ struct opd_fsm {
 	/* The index of the entry apply() is called for: raft_last_applied(r) + 1. */
 	uint64_t (*next_index)(void *data);
 	void *index_data;
-	/* Called after each applied command that changed configurations or keys. May be NULL. */
+	/*
+	 * Called after each applied command that changed configurations or keys, and
+	 * with res NULL after a snapshot replaced the whole store. May be NULL.
+	 */
 	void (*changed)(void *data, const struct opd_apply_result *res);
 	void *changed_data;
+	/*
+	 * Called instead of changed after each applied certificate, CA or
+	 * rotation command that changed state (those leave configurations
+	 * alone), and with res NULL after a snapshot replaced the store. May be
+	 * NULL.
+	 */
+	void (*certs_changed)(void *data, const struct opd_apply_result *res);
+	void *certs_changed_data;
 	struct opd_hlc hlc; /* the latest timestamp applied */
 	struct opd_apply_result results[OPD_FSM_RESULTS];
 	uint8_t *snapshot; /* serialized database handed to raft, freed in snapshot_finalize */

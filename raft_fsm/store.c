@@ -1302,6 +1302,37 @@ static int check_image(struct opd_store *st, sqlite3 *db)
 	return rc;
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * The image is as long as its header says (page size × page count): a
+ * truncated image whose lost bytes were free space in its last page would
+ * otherwise pass the integrity check.
+ */
+static int image_size_ok(struct opd_store *st, const uint8_t *p, size_t len)
+{
+	uint32_t page = (uint32_t)p[16] << 8 | p[17], pages = be32(p + 28);
+
+	if (page == 1)
+		page = 65536;
+	if (page < 512 || (page & (page - 1)) != 0 || len % page != 0) {
+		opd_errmsg_printf(st->errmsg, "restore: %zu bytes is not a whole number of pages",
+				  len);
+		return 0;
+	}
+	/* The header's page count is valid only when written by sqlite 3.7.0 or later. */
+	if (pages != 0 && be32(p + 24) == be32(p + 92) && (uint64_t)pages * page != len) {
+		opd_errmsg_printf(st->errmsg,
+				  "restore: image is %zu bytes but its header says %u pages of %u",
+				  len, pages, page);
+		return 0;
+	}
+	return 1;
+}
+
 int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
 {
 	sqlite3 *tmp = NULL;
@@ -1314,6 +1345,8 @@ int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
 		opd_errmsg_printf(st->errmsg, "restore: %zu bytes is not a database image", len);
 		return OPD_EINVAL;
 	}
+	if (!image_size_ok(st, p, len))
+		return OPD_EINVAL;
 	if (!sqlite3_get_autocommit(st->db)) {
 		opd_errmsg_printf(st->errmsg, "restore: a transaction is open");
 		return OPD_ESTORE;
@@ -1481,4 +1514,575 @@ int opd_store_dump(struct opd_store *st, struct opd_buf *out)
 	}
 	sqlite3_finalize(stmt);
 	return rc;
+}
+
+/*
+ * The fleet CA and agent certificates. Writes follow the pattern above: a
+ * transaction (a savepoint inside apply), the audit row, one outcome code.
+ */
+static bool lower_hex(const char *s, size_t len)
+{
+	if (s == NULL || strlen(s) != len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static void copy_col(sqlite3_stmt *stmt, int i, char *out, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(stmt, i);
+
+	snprintf(out, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+void opd_ca_info_fini(struct opd_ca_info *c)
+{
+	free(c->subject);
+	free(c->cert_pem);
+	c->subject = NULL;
+	c->cert_pem = NULL;
+}
+
+#define CA_COLUMNS                                                                                 \
+	"SELECT fingerprint, state, subject, cert_pem, not_before, not_after, added_ms, "          \
+	"activated_ms, retired_ms FROM cas "
+
+static void fill_ca(sqlite3_stmt *stmt, struct opd_ca_info *c)
+{
+	*c = (struct opd_ca_info){0};
+	copy_col(stmt, 0, c->fingerprint, sizeof c->fingerprint);
+	copy_col(stmt, 1, c->state, sizeof c->state);
+	c->subject = col_strdup(stmt, 2);
+	c->cert_pem = col_strdup(stmt, 3);
+	c->not_before = col_u64(stmt, 4);
+	c->not_after = col_u64(stmt, 5);
+	c->added_ms = col_u64(stmt, 6);
+	c->activated_ms = col_u64(stmt, 7);
+	c->retired_ms = col_u64(stmt, 8);
+}
+
+static int get_ca(struct opd_store *st, const char *sql, const char *fp, struct opd_ca_info *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, sql, fp ? "t" : "", fp)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		fill_ca(stmt, out);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = OPD_ENOTFOUND;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_get_ca(struct opd_store *st, const char *fingerprint, struct opd_ca_info *out)
+{
+	if (!lower_hex(fingerprint, OPD_STORE_FP_LEN))
+		return OPD_ENOTFOUND;
+	return get_ca(st, CA_COLUMNS "WHERE fingerprint = ?", fingerprint, out);
+}
+
+int opd_store_active_ca(struct opd_store *st, struct opd_ca_info *out)
+{
+	return get_ca(st, CA_COLUMNS "WHERE state = 'active' ORDER BY fingerprint LIMIT 1", NULL,
+		      out);
+}
+
+int opd_store_foreach_ca(struct opd_store *st, int (*cb)(void *data, const struct opd_ca_info *c),
+			 void *data)
+{
+	struct opd_ca_info c;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = query(st, &stmt, CA_COLUMNS "ORDER BY added_ms, fingerprint", "")) != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		fill_ca(stmt, &c);
+		rc = cb(data, &c);
+		opd_ca_info_fini(&c);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* The previous active CA stays in the trust bundle: that is the overlap. */
+static int demote_active(struct opd_store *st)
+{
+	return run(st, "UPDATE cas SET state = 'trusted' WHERE state = 'active'", "");
+}
+
+int opd_store_add_ca(struct opd_store *st, const struct opd_new_ca *ca, int activate,
+		     const char *actor, uint64_t ts_ms)
+{
+	struct opd_ca_info old;
+	bool nested;
+	int rc;
+
+	if (!lower_hex(ca->fingerprint, OPD_STORE_FP_LEN) || ca->cert_pem == NULL ||
+	    ca->cert_pem[0] == '\0' || ca->not_before > INT64_MAX || ca->not_after > INT64_MAX) {
+		opd_errmsg_printf(st->errmsg, "add CA: malformed fingerprint or certificate");
+		return OPD_EINVAL;
+	}
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	rc = opd_store_get_ca(st, ca->fingerprint, &old);
+	if (rc == 0) {
+		opd_ca_info_fini(&old);
+		tx_rollback(st, nested);
+		return OPD_ECONFLICT;
+	}
+	if (rc != OPD_ENOTFOUND)
+		goto fail;
+	if ((activate && (rc = demote_active(st)) != 0) ||
+	    (rc = run(st,
+		      "INSERT INTO cas (fingerprint, state, subject, cert_pem, not_before, "
+		      "not_after, added_ms, activated_ms, retired_ms) "
+		      "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+		      "ttttuuu", ca->fingerprint, activate ? "active" : "trusted", ca->subject,
+		      ca->cert_pem, ca->not_before, ca->not_after, ts_ms)) != 0)
+		goto fail;
+	/* activated_ms stays NULL ("never") for a CA added as trusted only. */
+	if (activate && (rc = run(st, "UPDATE cas SET activated_ms = ? WHERE fingerprint = ?", "ut",
+				  ts_ms, ca->fingerprint)) != 0)
+		goto fail;
+	if ((rc = audit(st, ts_ms, actor, "ca-add", ca->fingerprint, 0,
+			activate ? "active" : "trusted")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0)
+		goto fail;
+	return 0;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "add CA %s", ca->fingerprint);
+	tx_rollback(st, nested);
+	return rc;
+}
+
+int opd_store_activate_ca(struct opd_store *st, const char *fingerprint, const char *actor,
+			  uint64_t ts_ms)
+{
+	struct opd_ca_info c;
+	bool nested;
+	int rc;
+
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = opd_store_get_ca(st, fingerprint, &c)) != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	rc = strcmp(c.state, "retired") == 0 ? OPD_ECONFLICT : 0;
+	if (rc == 0 && strcmp(c.state, "active") == 0) {
+		opd_ca_info_fini(&c);
+		tx_rollback(st, nested);
+		return 0;
+	}
+	opd_ca_info_fini(&c);
+	if (rc != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	if ((rc = demote_active(st)) != 0 ||
+	    (rc = run(st, "UPDATE cas SET state = 'active', activated_ms = ? WHERE fingerprint = ?",
+		      "ut", ts_ms, fingerprint)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "ca-activate", fingerprint, 0, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "activate CA %s", fingerprint);
+		tx_rollback(st, nested);
+	}
+	return rc;
+}
+
+int opd_store_retire_ca(struct opd_store *st, const char *fingerprint, const char *actor,
+			uint64_t ts_ms)
+{
+	struct opd_ca_info c;
+	bool nested;
+	int rc;
+
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = opd_store_get_ca(st, fingerprint, &c)) != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	/* The active CA signs new certificates: activate another one first. */
+	rc = strcmp(c.state, "trusted") == 0 ? 0 : OPD_ECONFLICT;
+	opd_ca_info_fini(&c);
+	if (rc != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	if ((rc = run(st,
+		      "UPDATE cas SET state = 'retired', retired_ms = max(?, 1) "
+		      "WHERE fingerprint = ?",
+		      "ut", ts_ms, fingerprint)) != 0 ||
+	    (rc = audit(st, ts_ms, actor, "ca-retire", fingerprint, 0, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "retire CA %s", fingerprint);
+		tx_rollback(st, nested);
+	}
+	return rc;
+}
+
+void opd_cert_info_fini(struct opd_cert_info *c)
+{
+	free(c->subject);
+	free(c->cert_pem);
+	free(c->actor);
+	c->subject = c->cert_pem = c->actor = NULL;
+}
+
+#define CERT_COLUMNS                                                                               \
+	"SELECT c.serial, c.instance_uid, c.fingerprint, c.ca_fingerprint, c.reason, "             \
+	"c.rotation_id, c.subject, c.cert_pem, c.actor, c.not_before, c.not_after, c.issued_ms, "  \
+	"r.serial IS NOT NULL, r.revoked_ms, r.reason "                                            \
+	"FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
+
+static void fill_cert(sqlite3_stmt *stmt, struct opd_cert_info *c)
+{
+	*c = (struct opd_cert_info){0};
+	c->serial = col_u64(stmt, 0);
+	copy_col(stmt, 1, c->instance_uid, sizeof c->instance_uid);
+	copy_col(stmt, 2, c->fingerprint, sizeof c->fingerprint);
+	copy_col(stmt, 3, c->ca_fingerprint, sizeof c->ca_fingerprint);
+	copy_col(stmt, 4, c->reason, sizeof c->reason);
+	copy_col(stmt, 5, c->rotation_id, sizeof c->rotation_id);
+	c->subject = col_strdup(stmt, 6);
+	c->cert_pem = col_strdup(stmt, 7);
+	c->actor = col_strdup(stmt, 8);
+	c->not_before = col_u64(stmt, 9);
+	c->not_after = col_u64(stmt, 10);
+	c->issued_ms = col_u64(stmt, 11);
+	c->revoked = sqlite3_column_int(stmt, 12) != 0;
+	c->revoked_ms = col_u64(stmt, 13);
+	copy_col(stmt, 14, c->revoke_reason, sizeof c->revoke_reason);
+}
+
+int opd_store_get_certificate(struct opd_store *st, uint64_t serial, struct opd_cert_info *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (serial == 0 || serial > INT64_MAX)
+		return OPD_ENOTFOUND;
+	if ((rc = query(st, &stmt, CERT_COLUMNS "WHERE c.serial = ?", "u", serial)) != 0)
+		return rc;
+	rc = step(st, stmt);
+	if (rc == 1) {
+		fill_cert(stmt, out);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = OPD_ENOTFOUND;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_last_serial(struct opd_store *st, uint64_t *out)
+{
+	return meta_get(st, "cert_serial", out);
+}
+
+static bool cert_reason_ok(const char *r)
+{
+	return r != NULL && (strcmp(r, "csr") == 0 || strcmp(r, "server") == 0 ||
+			     strcmp(r, "renewal") == 0 || strcmp(r, "rotation") == 0);
+}
+
+int opd_store_add_certificate(struct opd_store *st, const struct opd_new_cert *c, const char *actor,
+			      uint64_t ts_ms)
+{
+	const char *rotation = c->rotation_id != NULL ? c->rotation_id : "";
+	struct opd_ca_info ca;
+	sqlite3_stmt *stmt;
+	uint64_t last;
+	bool nested;
+	int rc;
+
+	if (c->serial == 0 || c->serial > INT64_MAX || !lower_hex(c->instance_uid, 32) ||
+	    !lower_hex(c->fingerprint, OPD_STORE_FP_LEN) ||
+	    !lower_hex(c->ca_fingerprint, OPD_STORE_FP_LEN) || c->cert_pem == NULL ||
+	    c->cert_pem[0] == '\0' || !cert_reason_ok(c->reason) ||
+	    strlen(rotation) > OPD_STORE_ROTATION_ID_MAX || c->not_before >= c->not_after ||
+	    c->not_after > INT64_MAX) {
+		opd_errmsg_printf(st->errmsg, "add certificate: a malformed field");
+		return OPD_EINVAL;
+	}
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = opd_store_get_ca(st, c->ca_fingerprint, &ca)) != 0)
+		goto out;
+	rc = strcmp(ca.state, "retired") == 0 ? OPD_ECONFLICT : 0;
+	opd_ca_info_fini(&ca);
+	if (rc != 0)
+		goto out;
+	/* Serial and fingerprint are unique: a second issuance with either is a conflict. */
+	if ((rc = query(st, &stmt,
+			"SELECT 1 FROM certificates WHERE serial = ? OR fingerprint = ? LIMIT 1",
+			"ut", c->serial, c->fingerprint)) != 0)
+		goto out;
+	rc = step(st, stmt);
+	sqlite3_finalize(stmt);
+	if (rc != 0) {
+		rc = rc == 1 ? OPD_ECONFLICT : rc;
+		goto out;
+	}
+	if ((rc = meta_get(st, "cert_serial", &last)) != 0 ||
+	    (rc = run(st,
+		      "INSERT INTO certificates (serial, instance_uid, subject, not_before, "
+		      "not_after, fingerprint, ca_fingerprint, cert_pem, reason, rotation_id, "
+		      "issued_ms, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		      "uttuutttttut", c->serial, c->instance_uid, c->subject, c->not_before,
+		      c->not_after, c->fingerprint, c->ca_fingerprint, c->cert_pem, c->reason,
+		      rotation, ts_ms, actor)) != 0 ||
+	    (c->serial > last && (rc = meta_set(st, "cert_serial", c->serial)) != 0) ||
+	    (rc = audit(st, ts_ms, actor, "cert-issue", c->instance_uid, c->serial, c->reason)) !=
+		0 ||
+	    (rc = tx_commit(st, nested)) != 0) {
+		opd_errmsg_wrapf(st->errmsg, "add certificate %llu", (unsigned long long)c->serial);
+		tx_rollback(st, nested);
+		return rc;
+	}
+	return 0;
+out:
+	tx_rollback(st, nested);
+	return rc;
+}
+
+int opd_store_revoke_certificate(struct opd_store *st, uint64_t serial, const char *reason,
+				 const char *actor, uint64_t ts_ms)
+{
+	struct opd_cert_info c;
+	bool nested;
+	int rc;
+
+	if (reason == NULL || reason[0] == '\0' || strlen(reason) > OPD_STORE_CERT_REASON_MAX)
+		return OPD_EINVAL;
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = opd_store_get_certificate(st, serial, &c)) != 0) {
+		tx_rollback(st, nested);
+		return rc;
+	}
+	rc = c.revoked ? OPD_ECONFLICT : 0;
+	if (rc == 0 &&
+	    ((rc = run(st,
+		       "INSERT INTO revocations (serial, reason, revoked_ms, actor) "
+		       "VALUES (?, ?, ?, ?)",
+		       "utut", serial, reason, ts_ms, actor)) != 0 ||
+	     (rc = audit(st, ts_ms, actor, "cert-revoke", c.instance_uid, serial, reason)) != 0 ||
+	     (rc = tx_commit(st, nested)) != 0))
+		opd_errmsg_wrapf(st->errmsg, "revoke certificate %llu", (unsigned long long)serial);
+	if (rc != 0)
+		tx_rollback(st, nested);
+	opd_cert_info_fini(&c);
+	return rc;
+}
+
+int opd_store_foreach_certificate(struct opd_store *st, const struct opd_cert_filter *f,
+				  int (*cb)(void *data, const struct opd_cert_info *c), void *data)
+{
+	static const struct opd_cert_filter all = {0};
+	struct opd_cert_info c;
+	sqlite3_stmt *stmt;
+	struct opd_buf sql;
+	int rc;
+
+	if (f == NULL)
+		f = &all;
+	/* Every condition is always bound, with a value that makes it true when unused. */
+	opd_buf_init(&sql);
+	opd_buf_appendf(&sql, "%s", CERT_COLUMNS);
+	opd_buf_appendf(&sql,
+			"WHERE (? = '' OR c.instance_uid = ?) AND (? = 0 OR c.not_after <= ?) "
+			"AND c.not_after >= ? AND (? = 0 OR r.serial IS NULL) ");
+	opd_buf_appendf(&sql, "ORDER BY %s LIMIT ?",
+			f->by_expiry ? "c.not_after, c.serial" : "c.serial");
+	opd_buf_append_byte(&sql, '\0');
+	rc = query(st, &stmt, (const char *)opd_buf_rptr(&sql), "ttuuuii",
+		   f->instance_uid ? f->instance_uid : "", f->instance_uid ? f->instance_uid : "",
+		   f->expiring_before, f->expiring_before, f->valid_at,
+		   (int64_t)(f->exclude_revoked != 0),
+		   f->limit == 0 || f->limit > INT64_MAX ? (int64_t)-1 : (int64_t)f->limit);
+	opd_buf_fini(&sql);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		fill_cert(stmt, &c);
+		rc = cb(data, &c);
+		opd_cert_info_fini(&c);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int opd_store_foreach_revocation(struct opd_store *st, uint64_t valid_at,
+				 int (*cb)(void *data, const struct opd_revocation *r), void *data)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = query(st, &stmt,
+		   "SELECT r.serial, c.ca_fingerprint, r.reason, r.revoked_ms, c.not_after "
+		   "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+		   "WHERE c.not_after >= ? ORDER BY r.serial",
+		   "u", valid_at);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		const unsigned char *ca = sqlite3_column_text(stmt, 1),
+				    *reason = sqlite3_column_text(stmt, 2);
+		struct opd_revocation r = {
+		    .serial = col_u64(stmt, 0),
+		    .ca_fingerprint = ca ? (const char *)ca : "",
+		    .reason = reason ? (const char *)reason : "",
+		    .revoked_ms = col_u64(stmt, 3),
+		    .not_after = col_u64(stmt, 4),
+		};
+		if ((rc = cb(data, &r)) != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+void opd_rotation_info_fini(struct opd_rotation_info *r)
+{
+	opd_kvs_fini(&r->selector);
+	free(r->actor);
+	r->actor = NULL;
+}
+
+static int rotation_id_ok(const char *id)
+{
+	return id != NULL && id[0] != '\0' && strlen(id) <= OPD_STORE_ROTATION_ID_MAX;
+}
+
+int opd_store_add_rotation(struct opd_store *st, const char *id, const struct opd_kvs *selector,
+			   const char *actor, uint64_t ts_ms)
+{
+	struct opd_kvs sel;
+	sqlite3_stmt *stmt;
+	bool nested;
+	int rc;
+
+	if (!rotation_id_ok(id))
+		return OPD_EINVAL;
+	if ((rc = tx_begin(st, &nested)) != 0)
+		return rc;
+	if ((rc = query(st, &stmt, "SELECT 1 FROM rotations WHERE id = ?", "t", id)) != 0)
+		goto fail;
+	rc = step(st, stmt);
+	sqlite3_finalize(stmt);
+	if (rc != 0) {
+		tx_rollback(st, nested);
+		return rc == 1 ? OPD_ECONFLICT : rc;
+	}
+	if ((rc = run(st, "INSERT INTO rotations (id, started_ms, actor) VALUES (?, ?, ?)", "tut",
+		      id, ts_ms, actor)) != 0)
+		goto fail;
+	/* Canonical (sorted, duplicates dropped) so that every replica stores the same rows. */
+	selector_canon(selector, &sel);
+	for (size_t i = 0; rc == 0 && i < sel.n; i++)
+		rc = run(st, "INSERT INTO rotation_selectors (id, key, value) VALUES (?, ?, ?)",
+			 "ttt", id, sel.v[i].key, sel.v[i].value);
+	opd_kvs_fini(&sel);
+	if (rc != 0 || (rc = audit(st, ts_ms, actor, "rotation-start", id, 0, "")) != 0 ||
+	    (rc = tx_commit(st, nested)) != 0)
+		goto fail;
+	return 0;
+fail:
+	opd_errmsg_wrapf(st->errmsg, "add rotation %s", id);
+	tx_rollback(st, nested);
+	return rc;
+}
+
+static int load_rotation_selector(struct opd_store *st, const char *id, struct opd_kvs *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	opd_kvs_init(out);
+	rc = query(st, &stmt,
+		   "SELECT key, value FROM rotation_selectors WHERE id = ? ORDER BY key, value",
+		   "t", id);
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1)
+		opd_kvs_add(out, (const char *)sqlite3_column_text(stmt, 0),
+			    (const char *)sqlite3_column_text(stmt, 1));
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int rotations(struct opd_store *st, const char *id,
+		     int (*cb)(void *data, const struct opd_rotation_info *r), void *data)
+{
+	struct opd_rotation_info r;
+	sqlite3_stmt *stmt;
+	int rc, found = 0;
+
+	rc = query(st, &stmt,
+		   "SELECT id, started_ms, actor FROM rotations WHERE ? = '' OR id = ? "
+		   "ORDER BY started_ms DESC, id",
+		   "tt", id ? id : "", id ? id : "");
+	if (rc != 0)
+		return rc;
+	while ((rc = step(st, stmt)) == 1) {
+		r = (struct opd_rotation_info){0};
+		copy_col(stmt, 0, r.id, sizeof r.id);
+		r.started_ms = col_u64(stmt, 1);
+		r.actor = col_strdup(stmt, 2);
+		found = 1;
+		if ((rc = load_rotation_selector(st, r.id, &r.selector)) == 0)
+			rc = cb(data, &r);
+		opd_rotation_info_fini(&r);
+		if (rc != 0)
+			break;
+	}
+	sqlite3_finalize(stmt);
+	if (rc == 0 && id != NULL && !found)
+		rc = OPD_ENOTFOUND;
+	return rc;
+}
+
+static int rotation_copy(void *data, const struct opd_rotation_info *r)
+{
+	struct opd_rotation_info *out = data;
+
+	*out = *r;
+	opd_kvs_copy(&out->selector, &r->selector);
+	out->actor = opd_xstrdup(r->actor ? r->actor : "");
+	return 1;
+}
+
+int opd_store_get_rotation(struct opd_store *st, const char *id, struct opd_rotation_info *out)
+{
+	struct opd_rotation_info r = {0};
+	int rc;
+
+	if (!rotation_id_ok(id))
+		return OPD_ENOTFOUND;
+	rc = rotations(st, id, rotation_copy, &r);
+	if (rc == 1) {
+		*out = r;
+		return 0;
+	}
+	return rc;
+}
+
+int opd_store_foreach_rotation(struct opd_store *st,
+			       int (*cb)(void *data, const struct opd_rotation_info *r), void *data)
+{
+	return rotations(st, NULL, cb, data);
 }

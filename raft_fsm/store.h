@@ -1,6 +1,7 @@
 /*
  * The configuration store: sqlite3 tables for configurations, their numbered
- * versions and files, with forward-only migrations from schemas/sql/.
+ * versions and files, and for the fleet CA's certificates, revocations and
+ * rotations, with forward-only migrations from schemas/sql/.
  *
  * Every write takes its timestamp and actor from the caller and reads no
  * clock, randomness or local setting, so that the Raft state machine (issue
@@ -254,7 +255,8 @@ struct opd_audit_entry {
 	uint64_t ts_ms;
 	const char *actor;
 	const char *action; /* put, rollback, delete, selector, key-add, key-retire, member-set,
-			       member-remove, refused */
+			       member-remove, cert-issue, cert-revoke, ca-add, ca-activate,
+			       ca-retire, rotation-start, refused */
 	const char *name;
 	uint64_t version; /* 0 when none */
 	const char *detail;
@@ -267,6 +269,155 @@ int opd_store_audit(struct opd_store *st, uint64_t ts_ms, const char *actor, con
 /* At most limit rows (0: all), newest first; cb as for foreach_config. */
 int opd_store_foreach_audit(struct opd_store *st, size_t limit,
 			    int (*cb)(void *data, const struct opd_audit_entry *e), void *data);
+
+/*
+ * The fleet CA and agent certificates (migration 0003). Only public material
+ * is stored: CA and agent certificates, never a private key. Times named
+ * not_before/not_after are seconds since the epoch (as in X.509); *_ms are
+ * the HLC wall times of the commands. Fingerprints are SHA-256 of the DER
+ * certificate in 64 lowercase hex digits; instance_uids are 32 lowercase hex.
+ */
+#define OPD_STORE_FP_LEN 64
+#define OPD_STORE_UID_HEX_LEN 32
+#define OPD_STORE_ROTATION_ID_MAX 64
+#define OPD_STORE_CERT_REASON_MAX 24
+
+struct opd_ca_info {
+	char fingerprint[OPD_STORE_FP_LEN + 1];
+	char state[8];  /* "active" (issues), "trusted" (in the bundle), "retired" */
+	char *subject;  /* owned */
+	char *cert_pem; /* owned */
+	uint64_t not_before, not_after;
+	uint64_t added_ms, activated_ms, retired_ms; /* 0 when not (yet) */
+};
+
+void opd_ca_info_fini(struct opd_ca_info *c);
+
+/* A CA certificate to add (borrowed fields). */
+struct opd_new_ca {
+	const char *fingerprint;
+	const char *subject;
+	const char *cert_pem;
+	uint64_t not_before, not_after;
+};
+
+/*
+ * Add a CA certificate; with activate it becomes the active CA and the one
+ * active before stays trusted (the overlap of a CA rotation). 0, OPD_EINVAL
+ * (malformed fingerprint, empty PEM), OPD_ECONFLICT (fingerprint known), OPD_ESTORE.
+ */
+int opd_store_add_ca(struct opd_store *st, const struct opd_new_ca *ca, int activate,
+		     const char *actor, uint64_t ts_ms) __attribute__((warn_unused_result));
+/* Make a trusted CA the active one (the previous one stays trusted). Already active: 0.
+ * 0, OPD_ENOTFOUND, OPD_ECONFLICT (retired), OPD_ESTORE. */
+int opd_store_activate_ca(struct opd_store *st, const char *fingerprint, const char *actor,
+			  uint64_t ts_ms) __attribute__((warn_unused_result));
+/* Retire a trusted CA (it leaves the trust bundle). 0, OPD_ENOTFOUND, OPD_ECONFLICT (the
+ * active CA, or already retired), OPD_ESTORE. */
+int opd_store_retire_ca(struct opd_store *st, const char *fingerprint, const char *actor,
+			uint64_t ts_ms) __attribute__((warn_unused_result));
+/* One CA by fingerprint, or the active one. 0 (*out owned by the caller), OPD_ENOTFOUND,
+ * OPD_ESTORE. */
+int opd_store_get_ca(struct opd_store *st, const char *fingerprint, struct opd_ca_info *out);
+int opd_store_active_ca(struct opd_store *st, struct opd_ca_info *out);
+/* Every CA, oldest first (c valid during the call); cb as for foreach_config. */
+int opd_store_foreach_ca(struct opd_store *st, int (*cb)(void *data, const struct opd_ca_info *c),
+			 void *data);
+
+/* An issued certificate to record (borrowed fields). */
+struct opd_new_cert {
+	uint64_t serial; /* 1 .. INT64_MAX */
+	const char *instance_uid;
+	const char *subject;
+	uint64_t not_before, not_after;
+	const char *fingerprint;
+	const char *ca_fingerprint;
+	const char *cert_pem;
+	const char *reason;      /* csr, server, renewal, rotation */
+	const char *rotation_id; /* may be NULL or "" */
+};
+
+struct opd_cert_info {
+	uint64_t serial;
+	char instance_uid[OPD_STORE_UID_HEX_LEN + 1];
+	char fingerprint[OPD_STORE_FP_LEN + 1];
+	char ca_fingerprint[OPD_STORE_FP_LEN + 1];
+	char reason[OPD_STORE_CERT_REASON_MAX + 1];
+	char rotation_id[OPD_STORE_ROTATION_ID_MAX + 1];
+	char *subject;  /* owned */
+	char *cert_pem; /* owned */
+	char *actor;    /* owned */
+	uint64_t not_before, not_after, issued_ms;
+	int revoked;
+	uint64_t revoked_ms;
+	char revoke_reason[OPD_STORE_CERT_REASON_MAX + 1];
+};
+
+void opd_cert_info_fini(struct opd_cert_info *c);
+
+/*
+ * Record an issued certificate and advance the serial counter. 0, OPD_EINVAL
+ * (a malformed field), OPD_ECONFLICT (serial or fingerprint already used, or
+ * the issuing CA is retired), OPD_ENOTFOUND (unknown issuing CA), OPD_ESTORE.
+ */
+int opd_store_add_certificate(struct opd_store *st, const struct opd_new_cert *c, const char *actor,
+			      uint64_t ts_ms) __attribute__((warn_unused_result));
+/* Revoke a certificate. 0, OPD_ENOTFOUND, OPD_ECONFLICT (already revoked), OPD_EINVAL (empty
+ * or too long reason), OPD_ESTORE. */
+int opd_store_revoke_certificate(struct opd_store *st, uint64_t serial, const char *reason,
+				 const char *actor, uint64_t ts_ms)
+    __attribute__((warn_unused_result));
+/* The highest serial ever recorded (0: none): the next one is this + 1. 0 or OPD_ESTORE. */
+int opd_store_last_serial(struct opd_store *st, uint64_t *out);
+/* One certificate. 0 (*out owned by the caller), OPD_ENOTFOUND, OPD_ESTORE. */
+int opd_store_get_certificate(struct opd_store *st, uint64_t serial, struct opd_cert_info *out);
+
+/* Which certificates to list. */
+struct opd_cert_filter {
+	const char *instance_uid; /* 32 lowercase hex, or NULL: every agent */
+	uint64_t expiring_before; /* not_after <= this (seconds), or 0: any */
+	uint64_t valid_at;        /* not_after >= this (seconds), or 0: expired ones too */
+	int by_expiry;            /* order by not_after, then serial; else by serial */
+	int exclude_revoked;
+	size_t limit; /* 0: all */
+};
+
+/* Certificates matching f (NULL: all); c valid during the call; cb as for foreach_config. */
+int opd_store_foreach_certificate(struct opd_store *st, const struct opd_cert_filter *f,
+				  int (*cb)(void *data, const struct opd_cert_info *c), void *data);
+
+/* A revoked certificate, for the CRL (borrowed strings, valid during the callback). */
+struct opd_revocation {
+	uint64_t serial;
+	const char *ca_fingerprint;
+	const char *reason;
+	uint64_t revoked_ms;
+	uint64_t not_after;
+};
+
+/* Revocations of certificates with not_after >= valid_at (0: all), by serial; cb as above. */
+int opd_store_foreach_revocation(struct opd_store *st, uint64_t valid_at,
+				 int (*cb)(void *data, const struct opd_revocation *r), void *data);
+
+/* A certificate rotation. */
+struct opd_rotation_info {
+	char id[OPD_STORE_ROTATION_ID_MAX + 1];
+	struct opd_kvs selector; /* owned, sorted */
+	uint64_t started_ms;
+	char *actor; /* owned */
+};
+
+void opd_rotation_info_fini(struct opd_rotation_info *r);
+
+/* Record a rotation. 0, OPD_EINVAL (id empty or too long), OPD_ECONFLICT (id used), OPD_ESTORE. */
+int opd_store_add_rotation(struct opd_store *st, const char *id, const struct opd_kvs *selector,
+			   const char *actor, uint64_t ts_ms) __attribute__((warn_unused_result));
+/* One rotation. 0 (*out owned by the caller), OPD_ENOTFOUND, OPD_ESTORE. */
+int opd_store_get_rotation(struct opd_store *st, const char *id, struct opd_rotation_info *out);
+/* Every rotation, newest first (r valid during the call); cb as for foreach_config. */
+int opd_store_foreach_rotation(struct opd_store *st,
+			       int (*cb)(void *data, const struct opd_rotation_info *r),
+			       void *data);
 
 /*
  * The state machine's own position: the last applied raft index and the HLC

@@ -647,19 +647,32 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError("no leader")
 
-    def writes(self, target, urls, token, c, name):
+    def writes(self, target, urls, token, c, name, extra=None):
         args = ["writes", "--target", target, "--url", ",".join(urls), "--concurrency", str(c),
-                "--duration", str(self.a.write_window)]
+                "--duration", str(self.a.write_window)] + (extra or [])
         if token:
             args += ["--token", token]
         return self.lg(name, args).finish(timeout=self.a.write_window + 60, natural=True)
 
     def run_writes(self):
         conc = [1, 16, 64]
-        res = {"payload_bytes": 4096, "window_s": self.a.write_window, "opampd": {}, "etcd": {}}
+        res = {"payload_bytes": 4096, "window_s": self.a.write_window, "opampd": {}, "etcd": {},
+               "opampd_one_name": {}}
         nodes = self.cluster("writes")
         leader = self.leader_of(nodes)
         res["opampd"]["leader"] = leader.id
+        # Diagnostic, first, on the fresh cluster: the writers all on one configuration.
+        # Below every writer has its own configuration, so a run with c writers also leaves
+        # c configurations in the store; this separates the cost of concurrency from the
+        # cost of the number of configurations.
+        for c in conc[1:]:
+            load = self.quiet.wait()
+            r = self.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
+                            leader.admin.token, c, "writes-opampd-1name-%d" % c,
+                            ["--names", "1", "--name-prefix", "one-"])
+            r["load"] = load
+            res["opampd_one_name"][str(c)] = r
+            log("opampd writes c=%d, one configuration: %.0f/s" % (c, r["writes_per_s"]))
         for c in conc:
             load = self.quiet.wait()
             r = self.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
@@ -777,11 +790,17 @@ class Bench:
             self.cleanup()
             if not self.a.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
-        summary = {"machine": machine, "date": datetime.datetime.now().isoformat(
-            timespec="seconds"), "duration_s": round(time.time() - self.started),
-            "quiet_wait_s": round(self.quiet.waited)}
-        with open(os.path.join(self.a.out, "results", "run.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        # One line per run: a partial run (--only) adds to the log of the full one.
+        path = os.path.join(self.a.out, "results", "run.json")
+        runs = []
+        if self.a.only and os.path.exists(path):
+            with open(path) as f:
+                runs = json.load(f).get("runs", [])
+        runs.append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                     "only": only, "duration_s": round(time.time() - self.started),
+                     "quiet_wait_s": round(self.quiet.waited)})
+        with open(path, "w") as f:
+            json.dump({"machine": machine, "runs": runs}, f, indent=1)
             f.write("\n")
         write_readme(self.a.out)
         log("done in %d s" % (time.time() - self.started))
@@ -940,24 +959,35 @@ def fmt(v, nd=1):
     return str(v)
 
 
+def load_str(x):
+    l = (x or {}).get("load") or {}
+    if not l:
+        return "n/a"
+    return "%s / %s %%" % (fmt(l.get("loadavg_1m"), 2), fmt(100 * l.get("cpu_busy", 0), 0))
+
+
 def write_readme(out):
     r = load_results(out)
     run = r.get("run", {})
     m = run.get("machine", {})
+    runs = run.get("runs", [])
     L = []
     L.append("# opampd benchmarks")
     L.append("")
     L.append("Produced by `make bench` (tests/bench/run.sh → tests/bench/bench.py, load from "
              "tests/bench/loadgen). Raw figures: `bench/results/*.json`.")
     L.append("")
-    L.append("- Date: %s (whole run %s s, of which %s s waiting for a quiet machine)" % (
-        run.get("date", "?"), run.get("duration_s", "?"), run.get("quiet_wait_s", "?")))
+    for x in runs:
+        L.append("- Run %s: %s, %s s, of which %s s waiting for a quiet machine" % (
+            x["date"], "everything" if len(x["only"]) == len(ALL) else ", ".join(x["only"]),
+            x["duration_s"], x["quiet_wait_s"]))
     L.append("- Machine: %s, %s cores, %s MiB RAM, Linux %s, open files limit %s per process" %
              (m.get("cpu", "?"), m.get("cores", "?"), m.get("mem_mib", "?"), m.get("kernel", "?"),
               m.get("nofile_limit", "?")))
     L.append("- Everything on loopback on this one machine: opampd, the load generator (and "
-             "etcd) share the 2 cores; other jobs were running on the machine too, so each "
-             "figure lists the 1-minute load average and CPU busy share measured just before it.")
+             "etcd) share the 2 cores. Other jobs were running on the machine too, so each "
+             "figure lists its load: the 1-minute load average / the share of both CPUs busy "
+             "in the seconds just before it (100 % = both cores busy).")
     L.append("- Plain WebSocket agents only: TLS is not implemented yet.")
     L.append("")
     L.append("## Targets")
@@ -976,8 +1006,10 @@ def write_readme(out):
                 "%s KiB" % fmt(x["rss_per_agent_kib"], 2), x["rss_per_agent_kib"] <= 4.0)
     x = r.get("idle-10k", {}).get("fanout")
     if x:
-        row("fan-out to 10k agents < 100 ms to 100 % received",
-            "%s ms (median of %d)" % (fmt(x["median_p100_ms"]), len(x["runs"])),
+        row("fan-out to 10k agents < 100 ms to 100 % received (from the 201)",
+            "%s ms after the 201; %s ms after the request (median of %d)" % (
+                fmt(x["median_p100_ms"]), fmt((x.get("from_request") or {}).get("p100_ms")),
+                len(x["runs"])),
             x["median_p100_ms"] is not None and x["median_p100_ms"] < 100)
     w = r.get("writes")
     if w:
@@ -1011,8 +1043,9 @@ def write_readme(out):
         L.append("## 1. Idle WebSocket agents on one node")
         L.append("")
         L.append("| agents | RSS before | RSS connected | per agent | kernel slab per conn. pair |"
-                 " connect all | connect p50/p99 | CPU idle (heartbeat 30 s) | per agent | load |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+                 " connect all | connect p50/p99 | CPU idle (heartbeat 30 s) | per agent |"
+                 " per message | load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for key in ("idle-10k", "idle-19k"):
             x = r.get(key)
             if not x:
@@ -1020,7 +1053,7 @@ def write_readme(out):
             i = x.get("idle", {})
             cm = x["connect"].get("connect_ms") or {}
             L.append("| %d | %s MiB | %s MiB | %s KiB | %s KiB | %s s (%s/s asked) | %s / %s ms |"
-                     " %s %% of a core | %s µs/s | %s |" % (
+                     " %s %% of a core | %s µs/s | %s µs | %s |" % (
                          x["agents"], fmt(x["rss_kib_before"] / 1024), fmt(
                              x["rss_kib_connected"] / 1024), fmt(x["rss_per_agent_kib"], 2),
                          fmt(x.get("kernel_slab_kib_per_connection_pair"), 2),
@@ -1028,7 +1061,8 @@ def write_readme(out):
                          fmt(cm.get("p50"), 2), fmt(cm.get("p99"), 2),
                          fmt(100 * i["cpu_fraction_of_core"], 2) if i else "n/a",
                          fmt(i.get("cpu_us_per_agent_per_s"), 2) if i else "n/a",
-                         fmt(x["load"]["loadavg_1m"], 2)))
+                         fmt(i.get("cpu_us_per_message"), 1) if i else "n/a",
+                         load_str(i if i.get("load") else x)))
         L.append("")
         x = r.get("idle-19k") or r.get("idle-10k")
         if x and x.get("idle"):
@@ -1058,18 +1092,21 @@ def write_readme(out):
                  "anchor: one put to 10,000 watchers p99 692 ms.")
         L.append("")
         L.append("| agents | publish (request → 201) | 50 % | 99 % | 100 % | 100 % APPLIED sent |"
-                 " node saw all APPLIED | runs |")
-        L.append("|---|---|---|---|---|---|---|---|")
+                 " node saw all APPLIED | opampd CPU | runs | highest load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for k, x in fo:
             q = x.get("from_request", {})
+            worst = max(x["runs"], key=lambda y: (y.get("load") or {}).get("loadavg_1m", 0))
             L.append("| %d | %s ms | %s (%s) ms | %s (%s) ms | %s (%s) ms | %s (%s) ms |"
-                     " %s ms | %d |" % (
+                     " %s ms | %s s | %d | %s |" % (
                          x["agents"], fmt(Bench.median_of(x["runs"], "publish_ms")),
                          fmt(x["median_p50_ms"]), fmt(q.get("p50_ms")),
                          fmt(x["median_p99_ms"]), fmt(q.get("p99_ms")),
                          fmt(x["median_p100_ms"]), fmt(q.get("p100_ms")),
                          fmt(x["median_applied_p100_ms"]), fmt(q.get("applied_p100_ms")),
-                         fmt(x["median_server_applied_ms"]), len(x["runs"])))
+                         fmt(x["median_server_applied_ms"]),
+                         fmt(Bench.median_of(x["runs"], "opampd_cpu_s"), 2), len(x["runs"]),
+                         load_str(worst)))
         L.append("")
 
     mm = r.get("messages")
@@ -1080,15 +1117,15 @@ def write_readme(out):
                  "load generator runs on the other core.")
         L.append("")
         L.append("| message | agents | messages/s | opampd CPU | messages per CPU-second |"
-                 " CPU per 1,000 msg/s |")
-        L.append("|---|---|---|---|---|---|")
+                 " CPU per 1,000 msg/s | load |")
+        L.append("|---|---|---|---|---|---|---|")
         for kind in ("heartbeat", "status"):
             x = mm.get(kind)
             if x:
-                L.append("| %s | %d | %s | %s %% | %s | %s ms/s |" % (
+                L.append("| %s | %d | %s | %s %% | %s | %s ms/s | %s |" % (
                     kind, x["agents_in_closed_loop"], x["messages_per_s"],
                     fmt(100 * x["opampd_cpu_fraction"]), x["messages_per_cpu_second"],
-                    fmt(x["cpu_ms_per_1000_msgs_per_s"], 2)))
+                    fmt(x["cpu_ms_per_1000_msgs_per_s"], 2), load_str(x)))
         L.append("")
 
     if w:
@@ -1100,18 +1137,33 @@ def write_readme(out):
                      w["etcd"].get("version", "?"), w["window_s"]))
         L.append("")
         L.append("| concurrency | opampd writes/s | p50 | p99 | etcd writes/s | p50 | p99 |"
-                 " ratio writes/s | ratio p99 |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+                 " ratio writes/s | ratio p99 | load opampd / etcd |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for c in ("1", "16", "64"):
             o, e, q = w["opampd"].get(c), w["etcd"].get(c), w["ratio"].get(c, {})
             if not o or not e:
                 continue
             ol, el = o["latency_ms"] or {}, e["latency_ms"] or {}
-            L.append("| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s |" % (
+            L.append("| %s | %s | %s ms | %s ms | %s | %s ms | %s ms | %s | %s | %s, %s |" % (
                 c, fmt(o["writes_per_s"], 0), fmt(ol.get("p50"), 2), fmt(ol.get("p99"), 2),
                 fmt(e["writes_per_s"], 0), fmt(el.get("p50"), 2), fmt(el.get("p99"), 2),
-                fmt(q.get("writes_per_s"), 2), fmt(q.get("p99"), 2)))
+                fmt(q.get("writes_per_s"), 2), fmt(q.get("p99"), 2), load_str(o), load_str(e)))
         L.append("")
+        one = w.get("opampd_one_name") or {}
+        if one:
+            L.append("Each writer above has its own configuration (so 16 and 64 writers also mean "
+                     "16 and 64 configurations). The same writers all on one configuration:")
+            L.append("")
+            L.append("| concurrency | opampd writes/s, one configuration | p50 | p99 | load |")
+            L.append("|---|---|---|---|---|")
+            for c in ("16", "64"):
+                o = one.get(c)
+                if o:
+                    ol = o["latency_ms"] or {}
+                    L.append("| %s | %s | %s ms | %s ms | %s |" % (
+                        c, fmt(o["writes_per_s"], 0), fmt(ol.get("p50"), 2),
+                        fmt(ol.get("p99"), 2), load_str(o)))
+            L.append("")
 
     if s:
         L.append("## 5. Reconnect storm")
@@ -1121,13 +1173,13 @@ def write_readme(out):
                  s["agents"])
         L.append("")
         L.append("| stop | start | all back after start | reconnected | UNAVAILABLE | 503 |"
-                 " admin calls | admin p50 | admin p99 | admin max | errors |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 " admin calls | admin p50 | admin p99 | admin max | errors | load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         a = s["admin"]
-        L.append("| %s s | %s s | %s s | %s | %s | %s | %s | %s ms | %s ms | %s ms | %s |" % (
+        L.append("| %s s | %s s | %s s | %s | %s | %s | %s | %s ms | %s ms | %s ms | %s | %s |" % (
             fmt(s["stop_s"], 2), fmt(s["start_s"], 2), fmt(s["back_after_start_s"], 2),
             s["reconnected"], s["unavailable"], s["http_503"], a["calls"], fmt(a["p50_ms"], 2),
-            fmt(a["p99_ms"], 2), fmt(a["max_ms"], 2), a["errors"]))
+            fmt(a["p99_ms"], 2), fmt(a["max_ms"], 2), a["errors"], load_str(s)))
         L.append("")
 
     if f:
@@ -1138,11 +1190,12 @@ def write_readme(out):
                  f["agents_per_node"])
         L.append("")
         L.append("| writes accepted again | gap between successful writes | agents disconnected "
-                 "on surviving nodes | writes ok / failed |")
-        L.append("|---|---|---|---|")
-        L.append("| %s s | %s s | %s | %s / %s |" % (
+                 "on surviving nodes | writes ok / refused while read-only | load |")
+        L.append("|---|---|---|---|---|")
+        L.append("| %s s | %s s | %s | %s / %s | %s |" % (
             fmt(f["writes_accepted_again_s"], 3), fmt(f["gap_in_successful_writes_s"], 3),
-            f["disconnects_on_surviving_nodes_total"], f["writes_ok"], f["writes_failed"]))
+            f["disconnects_on_surviving_nodes_total"], f["writes_ok"], f["writes_failed"],
+            load_str(f)))
         L.append("")
 
     prof = os.path.join(out, "PROFILE.md")

@@ -44,20 +44,20 @@
 #define RCS(x) OPAMP__PROTO__V1__REMOTE_CONFIG_STATUSES__RemoteConfigStatuses_##x
 #define AGENT_CAPS                                                                                 \
 	(CAP(ReportsStatus) | CAP(AcceptsRemoteConfig) | CAP(ReportsEffectiveConfig) |             \
-	 CAP(ReportsHealth) | CAP(ReportsRemoteConfig) | CAP(ReportsHeartbeat) |                    \
+	 CAP(ReportsHealth) | CAP(ReportsRemoteConfig) | CAP(ReportsHeartbeat) |                   \
 	 CAP(AcceptsOpAMPConnectionSettings))
 #define FLAG_REPORT_FULL OPAMP__PROTO__V1__SERVER_TO_AGENT_FLAGS__ServerToAgentFlags_ReportFullState
 #define ERR_UNAVAILABLE                                                                            \
 	OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_Unavailable
 
-#define MAX_MSG (8u << 20)      /* largest server message or HTTP response accepted */
-#define MAX_HEADER 8192         /* the 101 / HTTP response head */
-#define MAX_HASHES 64           /* distinct config hashes tracked per run */
-#define MAX_URLS 8              /* writes: endpoints tried in turn */
-#define WS_HDR_MAX 14           /* 2 + 8 length + 4 mask */
-#define FD_RESERVE 64           /* descriptors kept for the loop, stdio and the status file */
-#define LAT_CAP (4u << 20)      /* latency samples kept (writes) */
-#define DEFAULT_RETRY_MS 30000  /* a 503 that says nothing about when to come back */
+#define MAX_MSG (8u << 20)     /* largest server message or HTTP response accepted */
+#define MAX_HEADER 8192        /* the 101 / HTTP response head */
+#define MAX_HASHES 64          /* distinct config hashes tracked per run */
+#define MAX_URLS 8             /* writes: endpoints tried in turn */
+#define WS_HDR_MAX 14          /* 2 + 8 length + 4 mask */
+#define FD_RESERVE 64          /* descriptors kept for the loop, stdio and the status file */
+#define LAT_CAP (4u << 20)     /* latency samples kept (writes) */
+#define DEFAULT_RETRY_MS 30000 /* a 503 that says nothing about when to come back */
 
 typedef Opamp__Proto__V1__AgentToServer a2s_t;
 typedef Opamp__Proto__V1__ServerToAgent s2a_t;
@@ -97,6 +97,7 @@ static struct {
 	uint32_t size;
 	uint32_t retry_ms;
 	const char *name_prefix;
+	uint32_t names; /* writes spread over this many configurations (0: one per writer) */
 	/* both */
 	double duration_s;
 	const char *status_file;
@@ -400,10 +401,10 @@ struct agent {
 	uint8_t ready; /* this connection got its first reply */
 	uint8_t was_ready;
 	uint8_t want_full;
-	uint8_t http_busy;   /* HTTP: a request is in flight */
-	uint8_t http_next;   /* HTTP: enum report to send once the reply is in */
-	uint8_t http_done;   /* HTTP: response complete */
-	uint8_t hdr_match;   /* HTTP: the header being parsed is Retry-After */
+	uint8_t http_busy; /* HTTP: a request is in flight */
+	uint8_t http_next; /* HTTP: enum report to send once the reply is in */
+	uint8_t http_done; /* HTTP: response complete */
+	uint8_t hdr_match; /* HTTP: the header being parsed is Retry-After */
 	uint8_t hname_len;
 	char hname[12];
 	uint32_t http_retry_after_s;
@@ -483,8 +484,8 @@ static Opamp__Proto__V1__ComponentHealth__ComponentHealthMapEntry *pipe_ptrs[2][
 static void build_shared(void)
 {
 	static const char *names[N_COMPONENTS] = {
-	    "pipeline:traces",  "pipeline:metrics", "receiver:otlp", "processor:batch",
-	    "exporter:otlp",    "receiver:hostmetrics", "processor:memory_limiter"};
+	    "pipeline:traces", "pipeline:metrics",     "receiver:otlp",           "processor:batch",
+	    "exporter:otlp",   "receiver:hostmetrics", "processor:memory_limiter"};
 	uint64_t start = (uint64_t)wall_us() * 1000u;
 
 	default_file.body.data = (uint8_t *)default_yaml;
@@ -496,8 +497,8 @@ static void build_shared(void)
 	default_cfg.config_map = default_entries;
 
 	for (int i = 0; i < N_COMPONENTS; i++) {
-		health_parts[i] = (Opamp__Proto__V1__ComponentHealth)
-		    OPAMP__PROTO__V1__COMPONENT_HEALTH__INIT;
+		health_parts[i] =
+		    (Opamp__Proto__V1__ComponentHealth)OPAMP__PROTO__V1__COMPONENT_HEALTH__INIT;
 		health_parts[i].healthy = 1;
 		health_parts[i].start_time_unix_nano = start;
 		health_parts[i].status = "StatusOK";
@@ -742,15 +743,10 @@ static void build(struct agent *a, enum msg_kind kind, size_t *len)
 	m.sequence_num = ++a->seq;
 	m.capabilities = AGENT_CAPS;
 	if (kind == MSG_FULL) {
-		static const char *keys[9] = {"service.name",
-					      "service.instance.id",
-					      "service.version",
-					      "os.type",
-					      "os.description",
-					      "host.name",
-					      "host.arch",
-					      "deployment.environment",
-					      "bench.fleet"};
+		static const char *keys[9] = {
+		    "service.name", "service.instance.id",    "service.version",
+		    "os.type",      "os.description",         "host.name",
+		    "host.arch",    "deployment.environment", "bench.fleet"};
 		const char *vals[9];
 
 		hex(a->uid, 16, uidhex);
@@ -819,10 +815,11 @@ static void build(struct agent *a, enum msg_kind kind, size_t *len)
 		*len = start + hl + pl;
 	} else {
 		char head[256];
-		int h = snprintf(head, sizeof head,
-				 "POST %s HTTP/1.1\r\nHost: %s\r\n"
-				 "Content-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
-				 u->path, u->hostport, n);
+		int h =
+		    snprintf(head, sizeof head,
+			     "POST %s HTTP/1.1\r\nHost: %s\r\n"
+			     "Content-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
+			     u->path, u->hostport, n);
 
 		off = start + (size_t)h;
 		ensure_sendbuf(off + n);
@@ -1050,7 +1047,8 @@ static void on_s2a(struct agent *a, const uint8_t *p, size_t n, int64_t t_us)
 			if (m->error_response->details_case ==
 				OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE__DETAILS_RETRY_INFO &&
 			    m->error_response->retry_info != NULL)
-				ms = (uint32_t)(m->error_response->retry_info->retry_after_nanoseconds /
+				ms = (uint32_t)(m->error_response->retry_info
+						    ->retry_after_nanoseconds /
 						1000000u);
 			opamp__proto__v1__server_to_agent__free_unpacked(m, NULL);
 			agent_drop(a, ms ? ms : 1);
@@ -1382,7 +1380,8 @@ static int on_hvalue(http_parser *hp, const char *p, size_t n)
 	if (a->hname_len == 11)
 		for (size_t i = 0; i < n; i++)
 			if (p[i] >= '0' && p[i] <= '9' && a->http_retry_after_s < 100000)
-				a->http_retry_after_s = a->http_retry_after_s * 10 + (uint32_t)(p[i] - '0');
+				a->http_retry_after_s =
+				    a->http_retry_after_s * 10 + (uint32_t)(p[i] - '0');
 	return 0;
 }
 
@@ -1429,7 +1428,8 @@ static void http_response(struct agent *a, int64_t t_us)
 		G.http_503++;
 		/* The body may say when, as RetryInfo; else Retry-After; else 30 s. */
 		s2a_t *m = opamp__proto__v1__server_to_agent__unpack(NULL, a->in_len, a->in);
-		uint32_t ms = a->http_retry_after_s ? a->http_retry_after_s * 1000u : DEFAULT_RETRY_MS;
+		uint32_t ms =
+		    a->http_retry_after_s ? a->http_retry_after_s * 1000u : DEFAULT_RETRY_MS;
 
 		if (m != NULL && m->error_response != NULL &&
 		    m->error_response->details_case ==
@@ -1686,8 +1686,8 @@ static void agents_status(struct out *o)
 	int64_t now = mono_us();
 
 	if (G.last_rate_us != 0 && now > G.last_rate_us)
-		G.recv_rate = (double)(G.msgs_recv - G.last_rate_msgs) * 1e6 /
-			      (double)(now - G.last_rate_us);
+		G.recv_rate =
+		    (double)(G.msgs_recv - G.last_rate_msgs) * 1e6 / (double)(now - G.last_rate_us);
 	G.last_rate_us = now;
 	G.last_rate_msgs = G.msgs_recv;
 	out_printf(o,
@@ -1695,10 +1695,10 @@ static void agents_status(struct out *o)
 		   ", \"connecting\": %" PRIu32 ", \"ready\": %" PRIu32 ", \"ever_ready\": %" PRIu64
 		   ", \"reconnects\": %" PRIu64 ", \"disconnects\": %" PRIu64
 		   ", \"connect_failed\": %" PRIu64 ", \"unavailable\": %" PRIu64
-		   ", \"http_503\": %" PRIu64 ", \"http_other\": %" PRIu64 ", \"ws_closes\": %" PRIu64
-		   ", \"protocol_errors\": %" PRIu64 ", \"msgs_sent\": %" PRIu64
-		   ", \"msgs_recv\": %" PRIu64 ", \"recv_per_s\": %.1f, \"last_ready_us\": %" PRId64
-		   ", \"hashes\": [",
+		   ", \"http_503\": %" PRIu64 ", \"http_other\": %" PRIu64
+		   ", \"ws_closes\": %" PRIu64 ", \"protocol_errors\": %" PRIu64
+		   ", \"msgs_sent\": %" PRIu64 ", \"msgs_recv\": %" PRIu64
+		   ", \"recv_per_s\": %.1f, \"last_ready_us\": %" PRId64 ", \"hashes\": [",
 		   wall_us(), opt.agents, G.started, G.connecting, G.ready_now, G.ever_ready,
 		   G.reconnects, G.disconnects, G.connect_failed, G.unavailable, G.http_503,
 		   G.http_other, G.ws_closes, G.protocol_errors, G.msgs_sent, G.msgs_recv,
@@ -1707,8 +1707,9 @@ static void agents_status(struct out *o)
 		char h[65];
 
 		hex(G.slots[i].hash, G.slots[i].len, h);
-		out_printf(o, "%s{\"hash\": \"%s\", \"received\": %" PRIu32 ", \"applied\": %" PRIu32 "}",
-			   i ? ", " : "", h, G.slots[i].n_recv, G.slots[i].n_applied);
+		out_printf(
+		    o, "%s{\"hash\": \"%s\", \"received\": %" PRIu32 ", \"applied\": %" PRIu32 "}",
+		    i ? ", " : "", h, G.slots[i].n_recv, G.slots[i].n_applied);
 	}
 	out_printf(o, "]}");
 }
@@ -1785,8 +1786,7 @@ static void agents_results(void)
 		   "\"rate\": %.1f, \"src_addrs\": %" PRIu32 ", \"start_us\": %" PRId64
 		   ", \"end_us\": %" PRId64 ", \"first_start_us\": %" PRId64
 		   ", \"all_ready_us\": %" PRId64 ", \"ramp_ms\": ",
-		   opt.rate, opt.src_addrs, G.t0_wall, end,
-		   G.first_start_us, G.all_ready_us);
+		   opt.rate, opt.src_addrs, G.t0_wall, end, G.first_start_us, G.all_ready_us);
 	if (G.all_ready_us)
 		out_printf(&o, "%.1f", (double)(G.all_ready_us - G.first_start_us) / 1e3);
 	else
@@ -2012,9 +2012,10 @@ static void build_body_template(void)
 		struct out y;
 
 		out_init(&y);
-		out_printf(&y, "# write XXXXXXXXXXXXXXXXXXXXX\nreceivers:\n  otlp:\n    protocols:\n"
-			       "      grpc: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n"
-			       "    traces:\n      receivers: [otlp]\n      exporters: [debug]\n");
+		out_printf(&y,
+			   "# write XXXXXXXXXXXXXXXXXXXXX\nreceivers:\n  otlp:\n    protocols:\n"
+			   "      grpc: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n"
+			   "    traces:\n      receivers: [otlp]\n      exporters: [debug]\n");
 		while (y.n + 40 < opt.size)
 			out_printf(&y, "# padding padding padding padding pad\n");
 		while (y.n + 1 < opt.size)
@@ -2064,7 +2065,7 @@ static void writer_send(struct writer *w)
 		/* path ≤ 255, prefix ≤ 64 (checked when parsed): fits */
 		if (snprintf(path, sizeof path, "%s%s%s%" PRIu32, u->path,
 			     u->path[strlen(u->path) - 1] == '/' ? "" : "/", opt.name_prefix,
-			     w->id) >= (int)sizeof path)
+			     opt.names ? w->id % opt.names : w->id) >= (int)sizeof path)
 			die("path too long");
 		bl = make_body(w, body, W.body_len);
 		h = snprintf(req, 1024,
@@ -2123,7 +2124,8 @@ static void writer_response(struct writer *w)
 		if (opt.raw) {
 			if (W.n_ok_at == W.cap_ok_at) {
 				W.cap_ok_at = W.cap_ok_at ? W.cap_ok_at * 2 : 4096;
-				W.ok_at_ms10 = xrealloc(W.ok_at_ms10, W.cap_ok_at * sizeof(int64_t));
+				W.ok_at_ms10 =
+				    xrealloc(W.ok_at_ms10, W.cap_ok_at * sizeof(int64_t));
 			}
 			W.ok_at_ms10[W.n_ok_at++] = (now - W.start_mono) / 100;
 		}
@@ -2153,7 +2155,8 @@ static void on_writer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	while (off < (size_t)nread && !uv_is_closing((uv_handle_t *)&w->tcp)) {
-		size_t used = http_parser_execute(&w->hp, &W.hps, buf->base + off, (size_t)nread - off);
+		size_t used =
+		    http_parser_execute(&w->hp, &W.hps, buf->base + off, (size_t)nread - off);
 
 		off += used;
 		if (w->done) {
@@ -2287,35 +2290,37 @@ static void run_writes(void)
 
 static void usage(void)
 {
-	fputs("usage: loadgen agents --url ws://IP:PORT/v1/opamp|http://IP:PORT/v1/opamp [options]\n"
-	      "       loadgen writes --url http://IP:PORT/api/v1/configs[,URL...] [options]\n"
-	      "\n"
-	      "agents options:\n"
-	      "  --agents N            simulated agents (default 100; one process holds at most\n"
-	      "                        the open-files limit minus 64)\n"
-	      "  --rate R              new connections per second while ramping (default 1000)\n"
-	      "  --max-connecting M    connection attempts in flight (default 512)\n"
-	      "  --src-addrs K         source addresses 127.B.x.y used in turn (default 64)\n"
-	      "  --src-base B          second octet of the source addresses (default 1)\n"
-	      "  --heartbeat S         heartbeat interval until the server offers one (default 30)\n"
-	      "  --apply-ms MS         time to apply a config between APPLYING and APPLIED (0)\n"
-	      "  --backoff-max-ms MS   reconnect backoff cap (default 30000)\n"
-	      "  --fleet NAME          value of the bench.fleet attribute (default bench)\n"
-	      "  --uid-seed N          agents' instance_uids derive from it (default 1)\n"
-	      "  --flood heartbeat|status  send the next message as soon as one is answered\n"
-	      "  --raw                 include every agent's receipt times in the results\n"
-	      "writes options:\n"
-	      "  --target opampd|etcd  admin API config versions or etcd v3 gateway puts\n"
-	      "  --token T             admin bearer token (opampd)\n"
-	      "  --concurrency C       connections, one write in flight each (default 1)\n"
-	      "  --size BYTES          payload (default 4096)\n"
-	      "  --retry-ms MS         pause after a failed write (default 20)\n"
-	      "  --name-prefix P       configuration names P0, P1, ... (default bench-w)\n"
-	      "  --raw                 include each success's completion time\n"
-	      "both:\n"
-	      "  --duration S          stop after S seconds (default 60)\n"
-	      "  --status-file PATH    progress as JSON, rewritten every --status-ms (200)\n",
-	      stderr);
+	fputs(
+	    "usage: loadgen agents --url ws://IP:PORT/v1/opamp|http://IP:PORT/v1/opamp [options]\n"
+	    "       loadgen writes --url http://IP:PORT/api/v1/configs[,URL...] [options]\n"
+	    "\n"
+	    "agents options:\n"
+	    "  --agents N            simulated agents (default 100; one process holds at most\n"
+	    "                        the open-files limit minus 64)\n"
+	    "  --rate R              new connections per second while ramping (default 1000)\n"
+	    "  --max-connecting M    connection attempts in flight (default 512)\n"
+	    "  --src-addrs K         source addresses 127.B.x.y used in turn (default 64)\n"
+	    "  --src-base B          second octet of the source addresses (default 1)\n"
+	    "  --heartbeat S         heartbeat interval until the server offers one (default 30)\n"
+	    "  --apply-ms MS         time to apply a config between APPLYING and APPLIED (0)\n"
+	    "  --backoff-max-ms MS   reconnect backoff cap (default 30000)\n"
+	    "  --fleet NAME          value of the bench.fleet attribute (default bench)\n"
+	    "  --uid-seed N          agents' instance_uids derive from it (default 1)\n"
+	    "  --flood heartbeat|status  send the next message as soon as one is answered\n"
+	    "  --raw                 include every agent's receipt times in the results\n"
+	    "writes options:\n"
+	    "  --target opampd|etcd  admin API config versions or etcd v3 gateway puts\n"
+	    "  --token T             admin bearer token (opampd)\n"
+	    "  --concurrency C       connections, one write in flight each (default 1)\n"
+	    "  --size BYTES          payload (default 4096)\n"
+	    "  --retry-ms MS         pause after a failed write (default 20)\n"
+	    "  --name-prefix P       configuration names P0, P1, ... (default bench-w)\n"
+	    "  --names K             spread the writes over K names (default: one per writer)\n"
+	    "  --raw                 include each success's completion time\n"
+	    "both:\n"
+	    "  --duration S          stop after S seconds (default 60)\n"
+	    "  --status-file PATH    progress as JSON, rewritten every --status-ms (200)\n",
+	    stderr);
 	exit(2);
 }
 
@@ -2353,7 +2358,8 @@ static void parse_args(int argc, char **argv)
 		if (strcmp(n, "url") == 0) {
 			char *copy = strdup(v), *save = NULL;
 
-			for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			for (char *t = strtok_r(copy, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save)) {
 				if (opt.n_urls == MAX_URLS)
 					die("at most %d URLs", MAX_URLS);
 				parse_url(t, &opt.url[opt.n_urls++]);
@@ -2393,8 +2399,7 @@ static void parse_args(int argc, char **argv)
 			if (strlen(v) > 256)
 				die("--token: at most 256 characters");
 			opt.token = v;
-		}
-		else if (strcmp(n, "concurrency") == 0)
+		} else if (strcmp(n, "concurrency") == 0)
 			opt.concurrency = num(n, v, 1, 10000);
 		else if (strcmp(n, "size") == 0)
 			opt.size = num(n, v, 256, 1 << 20);
@@ -2404,7 +2409,8 @@ static void parse_args(int argc, char **argv)
 			if (strlen(v) > 64)
 				die("--name-prefix: at most 64 characters");
 			opt.name_prefix = v;
-		}
+		} else if (strcmp(n, "names") == 0)
+			opt.names = num(n, v, 0, 1000000);
 		else if (strcmp(n, "duration") == 0) {
 			opt.duration_s = strtod(v, NULL);
 			if (!(opt.duration_s > 0 && opt.duration_s <= 86400))
