@@ -448,7 +448,12 @@ audit:
 	    opd_store_audit(f->store, cmd->hlc_wall_ms, cmd->actor, "refused", res->name,
 			    res->version, res->message) != 0)
 		die(f, index, "audit");
-	if (dedupe) {
+	/*
+	 * Only what was applied is remembered: a refusal wrote nothing, and a
+	 * retry with the same request id (after a version race at a leader
+	 * change, say) must get a fresh chance instead of the same refusal.
+	 */
+	if (dedupe && res->status == OPD_APPLY_OK) {
 		rec = (struct opd_request_record){
 		    .op = res->op, .version = res->version, .status = (int)res->status};
 		snprintf(rec.name, sizeof rec.name, "%s", res->name);

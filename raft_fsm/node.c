@@ -71,6 +71,7 @@ struct opd_node {
 	uint64_t leader_msg_at; /* follower: last AE/IS of the current term from the leader */
 	raft_id leader_msg_from;
 	uint64_t leader_since; /* when this node last became leader (W of grace) */
+	uint64_t leader_start_index; /* last index when it did: applied past it before writing */
 	bool was_leader;
 	struct contact contacts[OPD_NODE_MAX_MEMBERS];
 
@@ -172,6 +173,14 @@ static void note_state(struct opd_node *n)
 		/* Just won a majority vote: that counts as contact with a majority.
 		 * Results from an earlier term of leadership no longer mean anything. */
 		n->leader_since = now_ms(n);
+		/*
+		 * Entries of earlier terms may be in the log but not yet applied (the
+		 * leader learns they are committed only with its own first entry). A
+		 * write stamped before they are applied would be numbered from a stale
+		 * store (a version race that refuses it). The no-op a new leader
+		 * appends, when such entries exist, is in the log by now.
+		 */
+		n->leader_start_index = raft_last_index(&n->raft);
 		memset(n->contacts, 0, sizeof n->contacts);
 		log_info("node %llu became leader (term %llu)", (unsigned long long)n->raft.id,
 			 (unsigned long long)raft_current_term(&n->raft));
@@ -345,6 +354,14 @@ static int evaluate(struct opd_node *n, int *read_only, char *reason, size_t cap
 			if (reason != NULL)
 				snprintf(reason, cap, "leadership transfer in progress (to %llu)",
 					 (unsigned long long)raft_transferee(&n->raft));
+			return 0;
+		}
+		if (raft_last_applied(&n->raft) < n->leader_start_index) {
+			if (reason != NULL)
+				snprintf(reason, cap,
+					 "new leader catching up: applied %llu of %llu entries",
+					 (unsigned long long)raft_last_applied(&n->raft),
+					 (unsigned long long)n->leader_start_index);
 			return 0;
 		}
 		q = leader_quorum(n, now);

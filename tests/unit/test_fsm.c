@@ -838,12 +838,42 @@ static void test_cluster_sizes(void **state)
 	}
 }
 
+/* A refused command's request id is not remembered: the same id can succeed afterwards. */
+static void test_refusal_not_deduplicated(void **state)
+{
+	struct node a;
+	struct opd_buf buf;
+
+	(void)state;
+	node_init(&a, NULL, 0);
+	apply_script_direct(&a);
+	a.next = 200;
+	opd_buf_init(&buf);
+	/* "alpha" is at version 2 after the script: version 2 again is a conflict... */
+	extra_put("alpha", 2, 77, &buf);
+	assert_int_equal(apply_direct(&a, opd_buf_rptr(&buf), opd_buf_avail(&buf))->status,
+			 OPD_APPLY_CONFLICT);
+	/* ...and the same request id with the right version is applied, not a duplicate. */
+	opd_buf_reset(&buf);
+	extra_put("alpha", 3, 77, &buf);
+	assert_int_equal(apply_direct(&a, opd_buf_rptr(&buf), opd_buf_avail(&buf))->status,
+			 OPD_APPLY_OK);
+	/* Once applied, it is. */
+	opd_buf_reset(&buf);
+	extra_put("alpha", 4, 77, &buf);
+	assert_int_equal(apply_direct(&a, opd_buf_rptr(&buf), opd_buf_avail(&buf))->status,
+			 OPD_APPLY_DUPLICATE);
+	opd_buf_fini(&buf);
+	node_fini(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_deterministic_direct),
 	    cmocka_unit_test(test_deterministic_raft_vs_direct),
 	    cmocka_unit_test(test_snapshot_restore_direct),
+	    cmocka_unit_test(test_refusal_not_deduplicated),
 	    cmocka_unit_test(test_snapshot_install),
 	    cmocka_unit_test(test_cluster_sizes),
 	};
