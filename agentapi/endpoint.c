@@ -6,21 +6,38 @@
 #include "gzip.h"
 #include "hex.h"
 #include "log.h"
+#include "mem.h"
 #include "session.h"
 #include "varint.h"
 #include "wire.h"
 #include "ws.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define CT_PROTOBUF "application/x-protobuf"
 #define WS_CLOSE_POLICY 1008 /* RFC 6455: policy violation */
 
+/* An HTTP poll whose reply waits for the answer to the CSR it carried. */
+struct csr_wait {
+	struct opd_list link;
+	uint64_t token;
+	struct opd_conn *conn; /* removed from the list when the connection closes */
+	int gzip;
+	uint64_t deadline_ms;
+	struct opd_buf reply; /* the poll's own reply; the answer is appended (protobuf merge) */
+};
+
+static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			const uint8_t *msg, size_t len);
+
 void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
 		       const struct opd_clock *clock)
 {
 	*e = (struct opd_endpoint){.registry = r, .clock = clock, .retry_after_s = 30};
+	opd_list_init(&e->csr_waits);
+	r->csr_sink = (struct opd_csr_sink){csr_deliver, e};
 }
 
 /* "application/x-protobuf", optionally followed by parameters. */
@@ -108,6 +125,82 @@ static void log_mismatch(struct opd_endpoint *e, struct opd_conn *c, const char 
 		 fp[0] ? fp : "none");
 }
 
+static void http_answer(struct opd_conn *c, int gzip, const uint8_t *p, size_t n)
+{
+	struct opd_buf gz;
+
+	opd_buf_init(&gz);
+	if (gzip && opd_gzip_deflate(p, n, &gz) == 0)
+		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n",
+				 opd_buf_rptr(&gz), opd_buf_avail(&gz));
+	else
+		opd_conn_respond(c, 200, CT_PROTOBUF, NULL, p, n);
+	opd_buf_fini(&gz);
+}
+
+static void csr_wait_free(struct csr_wait *w)
+{
+	opd_list_remove(&w->link);
+	opd_buf_fini(&w->reply);
+	free(w);
+}
+
+/*
+ * Two packed ServerToAgent messages one after the other are one message
+ * (protobuf merges them): the poll's reply and the CSR answer go out as one.
+ */
+static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			const uint8_t *msg, size_t len)
+{
+	struct opd_endpoint *e = data;
+	struct opd_agent *a;
+	struct opd_list *pos;
+	struct opd_buf out;
+
+	if (e->csr_stash != NULL && token == e->registry->csr_handed) {
+		opd_buf_append(e->csr_stash, msg, len);
+		return;
+	}
+	opd_list_foreach(pos, &e->csr_waits)
+	{
+		struct csr_wait *w = opd_container_of(pos, struct csr_wait, link);
+		if (w->token != token)
+			continue;
+		opd_buf_append(&w->reply, msg, len);
+		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply));
+		csr_wait_free(w);
+		return;
+	}
+	a = opd_registry_find(e->registry, uid);
+	if (a == NULL || a->conn == NULL || a->transport != OPD_TRANSPORT_WS)
+		return; /* gone: the agent asks again */
+	opd_buf_init(&out);
+	opd_buf_append_byte(&out, 0);
+	opd_buf_append(&out, msg, len);
+	(void)opd_conn_ws_send(a->conn, opd_buf_rptr(&out), opd_buf_avail(&out));
+	opd_buf_fini(&out);
+}
+
+void opd_endpoint_tick(struct opd_endpoint *e)
+{
+	struct opd_list *pos, *tmp;
+	uint64_t now = opd_clock_now(e->clock);
+
+	opd_list_foreach_safe(pos, tmp, &e->csr_waits)
+	{
+		struct csr_wait *w = opd_container_of(pos, struct csr_wait, link);
+		if (now < w->deadline_ms)
+			continue;
+		opd_session_error_reply(
+		    NULL,
+		    OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_Unavailable,
+		    "the certificate was not signed in time; send the CSR again",
+		    e->retry_after_s * 1000000000ull, &w->reply);
+		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply));
+		csr_wait_free(w);
+	}
+}
+
 static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 			const struct opd_http_request *req)
 {
@@ -115,11 +208,11 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 	const char *encoding = opd_http_header(req, "Content-Encoding");
 	const uint8_t *body = req->body;
 	size_t len = req->body_len;
-	struct opd_buf plain, reply, gz;
+	struct opd_buf plain, reply, stash;
 	struct opd_session_error err = {{0}};
 	struct opd_agent *bound = NULL;
 	opd_a2s *m = NULL;
-	int rc;
+	int rc, gzip;
 
 	if (!is_protobuf(opd_http_header(req, "Content-Type"))) {
 		respond_text(c, 415, "Content-Type must be application/x-protobuf\n");
@@ -127,7 +220,7 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 	}
 	opd_buf_init(&plain);
 	opd_buf_init(&reply);
-	opd_buf_init(&gz);
+	opd_buf_init(&stash);
 	if (encoding != NULL && strcasecmp(encoding, "identity") != 0) {
 		if (strcasecmp(encoding, "gzip") != 0) {
 			respond_text(c, 415, "Content-Encoding must be gzip or identity\n");
@@ -170,8 +263,10 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 		goto out;
 	}
 	e->stats.messages_http++;
+	e->csr_stash = &stash;
 	rc = opd_session_receive(e->registry, &bound, NULL, OPD_TRANSPORT_HTTP, m,
 				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
+	e->csr_stash = NULL;
 	if (rc == OPD_EAGAIN) {
 		char extra[64];
 		snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
@@ -185,19 +280,26 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 		log_info("bad request peer=%s transport=http reason=\"%s\"", opd_conn_peer(c),
 			 err.message);
 	}
-	if (opd_http_header_has_token(req, "Accept-Encoding", "gzip") &&
-	    opd_gzip_deflate(opd_buf_rptr(&reply), opd_buf_avail(&reply), &gz) == 0) {
-		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n",
-				 opd_buf_rptr(&gz), opd_buf_avail(&gz));
-	} else {
-		opd_conn_respond(c, 200, CT_PROTOBUF, NULL, opd_buf_rptr(&reply),
-				 opd_buf_avail(&reply));
+	gzip = opd_http_header_has_token(req, "Accept-Encoding", "gzip");
+	if (rc == 0 && e->registry->csr_handed != 0 && opd_buf_avail(&stash) == 0) {
+		struct csr_wait *w = opd_xcalloc(1, sizeof *w);
+
+		w->token = e->registry->csr_handed;
+		w->conn = c;
+		w->gzip = gzip;
+		w->deadline_ms = opd_clock_now(e->clock) + OPD_ENDPOINT_CSR_WAIT_MS;
+		opd_buf_init(&w->reply);
+		opd_buf_append(&w->reply, opd_buf_rptr(&reply), opd_buf_avail(&reply));
+		opd_list_insert_tail(&e->csr_waits, &w->link);
+		goto out;
 	}
+	opd_buf_append(&reply, opd_buf_rptr(&stash), opd_buf_avail(&stash));
+	http_answer(c, gzip, opd_buf_rptr(&reply), opd_buf_avail(&reply));
 out:
 	opd_wire_free_a2s(m, NULL);
 	opd_buf_fini(&plain);
 	opd_buf_fini(&reply);
-	opd_buf_fini(&gz);
+	opd_buf_fini(&stash);
 }
 
 static void on_request(void *data, struct opd_conn *c, const struct opd_http_request *req)
@@ -284,7 +386,14 @@ static void on_close(void *data, struct opd_conn *c)
 {
 	struct opd_endpoint *e = data;
 	struct opd_agent *a = opd_conn_user(c);
+	struct opd_list *pos, *tmp;
 
+	opd_list_foreach_safe(pos, tmp, &e->csr_waits)
+	{
+		struct csr_wait *w = opd_container_of(pos, struct csr_wait, link);
+		if (w->conn == c)
+			csr_wait_free(w);
+	}
 	if (a != NULL)
 		opd_session_closed(e->registry, a, c, opd_clock_wall(e->clock));
 }

@@ -9,6 +9,7 @@
 #define OPD_ENDPOINT_H
 
 #include "clock.h"
+#include "list.h"
 #include "listener.h"
 #include "registry.h"
 #include "tls.h"
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #define OPD_OPAMP_PATH "/v1/opamp"
+#define OPD_ENDPOINT_CSR_WAIT_MS 5000 /* an HTTP poll with a CSR waits this long for its answer */
 
 struct opd_endpoint_stats {
 	uint64_t messages_ws, messages_http;
@@ -44,10 +46,15 @@ struct opd_endpoint {
 	struct opd_endpoint_auth auth; /* default: nothing checked */
 	uint64_t auth_logged_ms;       /* refusals are logged at most once a second */
 	struct opd_endpoint_stats stats;
+	struct opd_list csr_waits; /* HTTP polls whose reply waits for a CSR answer */
+	struct opd_buf *csr_stash; /* during an HTTP receive: an answer given at once */
 };
 
 void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
 		       const struct opd_clock *clock);
+
+/* HTTP polls that waited OPD_ENDPOINT_CSR_WAIT_MS for a CSR answer get Unavailable. */
+void opd_endpoint_tick(struct opd_endpoint *e);
 
 /* The listener handler serving this endpoint. */
 struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e);

@@ -29,12 +29,42 @@ struct opd_desired {
 	size_t signature_len;
 };
 
+/* The answer to an agent's CSR (spec §3.8), given to opd_session_csr_answer. */
+struct opd_csr_answer {
+	int status;           /* 0 issued; OPD_EINVAL refused (BadRequest); else Unavailable */
+	const char *cert_pem; /* status 0: the certificate and the CA bundle (borrowed) */
+	const char *ca_pem;
+	const char *message; /* refusal or unavailability: why (borrowed) */
+};
+
 /* The port implemented by the daemon's wiring (server.c). */
 struct opd_registry_ops {
 	/* Desired configuration for the agent: 0 with *out filled, or OPD_ENOTFOUND. */
 	int (*desired)(void *data, const struct opd_agent *a, struct opd_desired *out);
 	/* Fill a fresh random instance_uid (for RequestInstanceUid). */
 	void (*new_uid)(void *data, uint8_t uid[OPD_UID_LEN]);
+	void *data;
+};
+
+/*
+ * The port for agents' CSRs (spec §3.8), set after opd_registry_init (kept
+ * apart from ops: another owner). request: check and sign the CSR (borrowed
+ * for the call), then call opd_session_csr_answer(registry, token, uid,
+ * answer) once, now or later. NULL: CSRs are ignored.
+ */
+struct opd_csr_port {
+	void (*request)(void *data, const struct opd_agent *a, const uint8_t *csr, size_t len,
+			uint64_t token);
+	void *data;
+};
+
+/*
+ * Where encoded CSR answers go (the endpoint): a packed ServerToAgent for
+ * the agent uid, for the request token. Set by the transport; may be NULL.
+ */
+struct opd_csr_sink {
+	void (*deliver)(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			const uint8_t *msg, size_t len);
 	void *data;
 };
 
@@ -73,6 +103,10 @@ struct opd_registry {
 	struct opd_list agents; /* all agents, in insertion order */
 	uint64_t config_gen;    /* bumped by the daemon when any configuration changes */
 	struct opd_latency_histogram receipt_latency;
+	struct opd_csr_port csr;
+	struct opd_csr_sink csr_sink;
+	uint64_t csr_next_token; /* last token handed to csr.request */
+	uint64_t csr_handed;     /* the token of the CSR the last receive handed off (0: none) */
 };
 
 void opd_registry_settings_default(struct opd_registry_settings *s);

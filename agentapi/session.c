@@ -563,6 +563,81 @@ void opd_session_error_reply(const uint8_t *uid, int type, const char *message,
 	free(msg);
 }
 
+/* ------------------------------------------------------------- CSR flow */
+
+/*
+ * After the reply is encoded, so that an answer given at once (a refusal)
+ * reaches the transport with r->csr_handed already set.
+ */
+static void hand_csr(struct opd_registry *r, const struct opd_agent *a, const opd_a2s *m)
+{
+	const Opamp__Proto__V1__ConnectionSettingsRequest *req = m->connection_settings_request;
+	uint64_t token;
+
+	if (req == NULL || req->opamp == NULL || req->opamp->certificate_request == NULL ||
+	    req->opamp->certificate_request->csr.len == 0 || r->csr.request == NULL)
+		return;
+	token = ++r->csr_next_token;
+	r->csr_handed = token;
+	r->csr.request(r->csr.data, a, req->opamp->certificate_request->csr.data,
+		       req->opamp->certificate_request->csr.len, token);
+}
+
+void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			    const struct opd_csr_answer *ans)
+{
+	opd_s2a s = OPAMP__PROTO__V1__SERVER_TO_AGENT__INIT;
+	Opamp__Proto__V1__ConnectionSettingsOffers cso =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_OFFERS__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettings os =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS__INIT;
+	Opamp__Proto__V1__TLSCertificate tc = OPAMP__PROTO__V1__TLSCERTIFICATE__INIT;
+	struct opd_agent *a = opd_registry_find(r, uid);
+	struct opd_hash h;
+	struct opd_buf out;
+
+	opd_buf_init(&out);
+	if (ans->status == OPD_EINVAL) {
+		opd_session_error_reply(uid, ERR_BAD_REQUEST,
+					ans->message ? ans->message : "the CSR was refused", 0,
+					&out);
+	} else if (ans->status != 0 || ans->cert_pem == NULL) {
+		opd_session_error_reply(uid, ERR_UNAVAILABLE,
+					ans->message ? ans->message : "no node can sign now",
+					ADMIT_RETRY_NS, &out);
+	} else {
+		s.instance_uid.data = (uint8_t *)uid;
+		s.instance_uid.len = OPD_UID_LEN;
+		s.capabilities = r->settings.capabilities;
+		/*
+		 * The hash of our plain offer: an agent that acknowledges this one
+		 * must not be offered the plain one (without its certificate) again.
+		 */
+		settings_hash(r, &h);
+		os.destination_endpoint =
+		    (char *)(r->settings.endpoint ? r->settings.endpoint : "");
+		os.heartbeat_interval_seconds = r->settings.heartbeat_interval_s;
+		tc.cert.data = (uint8_t *)ans->cert_pem;
+		tc.cert.len = strlen(ans->cert_pem);
+		if (ans->ca_pem != NULL) {
+			tc.ca_cert.data = (uint8_t *)ans->ca_pem;
+			tc.ca_cert.len = strlen(ans->ca_pem);
+		}
+		os.certificate = &tc;
+		cso.hash.data = h.b;
+		cso.hash.len = h.len;
+		cso.opamp = &os;
+		s.connection_settings = &cso;
+		(void)opd_wire_encode_s2a(&s, 0, &out);
+		if (a != NULL)
+			a->settings_offered = 1;
+	}
+	if (r->csr_sink.deliver != NULL)
+		r->csr_sink.deliver(r->csr_sink.data, token, uid, opd_buf_rptr(&out),
+				    opd_buf_avail(&out));
+	opd_buf_fini(&out);
+}
+
 /* ------------------------------------------------------------- receive */
 
 /*
@@ -627,6 +702,7 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 	if (err == NULL)
 		err = &dummy;
 	err->message[0] = '\0';
+	r->csr_handed = 0;
 	if (m->instance_uid.len != OPD_UID_LEN) {
 		snprintf(err->message, sizeof err->message, "instance_uid is %zu bytes, not %d",
 			 m->instance_uid.len, OPD_UID_LEN);
@@ -805,6 +881,8 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 		s.custom_capabilities = &cc;
 	}
 	(void)encode_with_config(&s, a, cfg, &rc, reply);
+	if (!leaving)
+		hand_csr(r, a, m);
 	return 0;
 }
 

@@ -53,6 +53,16 @@ int opd_session_push(struct opd_registry *r, struct opd_agent *a, uint64_t now_m
 void opd_session_closed(struct opd_registry *r, struct opd_agent *a, struct opd_conn *conn,
 			uint64_t wall_ms);
 
+/*
+ * The port's answer to the CSR handed off with token (csr.request): encodes a
+ * ServerToAgent for uid (connection_settings with the certificate, or
+ * error_response BadRequest, or Unavailable with RetryInfo) and gives it to
+ * r->csr_sink. A message that carries a CSR is answered as usual without a
+ * word about it; r->csr_handed tells the transport which token it got.
+ */
+void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			    const struct opd_csr_answer *ans);
+
 /* Append a ServerToAgent carrying only error_response (no instance_uid when uid is NULL). */
 void opd_session_error_reply(const uint8_t *uid, int type, const char *message,
 			     uint64_t retry_after_ns, struct opd_buf *reply);

@@ -720,6 +720,7 @@ enum call_kind {
 	CALL_CA_ACTIVATE,
 	CALL_CA_RETIRE,
 	CALL_ROTATION,
+	CALL_CSR,
 };
 
 struct admin_call {
@@ -1753,6 +1754,20 @@ static void cert_call_done(void *data, const struct opd_cert_result *r)
 			json_object_set_new(
 			    o, "state", jstr(c->kind == CALL_CA_ACTIVATE ? "active" : "retired"));
 			break;
+		case CALL_CSR: {
+			/* A follower relays this to its agent: the certificate and the bundle. */
+			struct opd_buf b;
+
+			opd_buf_init(&b);
+			if (opd_certs_bundle(c->a->certs, &b) == 0)
+				json_object_set_new(o, "ca_cert",
+						    json_stringn((const char *)opd_buf_rptr(&b),
+								 opd_buf_avail(&b)));
+			opd_buf_fini(&b);
+			json_object_set_new(o, "cert", jstr(r->cert_pem ? r->cert_pem : ""));
+			json_object_set_new(o, "serial", ju64(r->serial));
+			break;
+		}
 		default: /* CALL_ROTATION */
 			json_object_set_new(o, "rotation_id", jstr(r->name));
 			json_object_set_new(o, "selector", jkvs(&c->selector));
@@ -2259,8 +2274,46 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 	return 0;
 }
 
+/*
+ * POST /internal/v1/csr {instance_uid, csr}: a follower relays an agent's
+ * CSR; the leader issues as for its own agents and answers {cert, ca_cert}.
+ */
+static int internal_csr(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+			struct opd_admin_response *resp)
+{
+	uint8_t id[OPD_REQUEST_ID_LEN], uid[16];
+	struct admin_call *c;
+	const char *hex, *csr;
+	json_t *root;
+	int rc;
+
+	if (a->certs == NULL) {
+		reply_error(resp, 503, "ca_key_unavailable", "this node has no CA");
+		return 0;
+	}
+	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
+		return 0;
+	hex = json_string_value(json_object_get(root, "instance_uid"));
+	csr = json_string_value(json_object_get(root, "csr"));
+	if (hex == NULL || strlen(hex) != 32 || opd_hex_decode(hex, uid, sizeof uid) != 0 ||
+	    csr == NULL) {
+		reply_error(resp, 400, "invalid_argument",
+			    "need \"instance_uid\" (32 hex digits) and \"csr\" (PEM)");
+		json_decref(root);
+		return 0;
+	}
+	c = call_new(a, conn, CALL_CSR, hex, resp);
+	opd_hex_encode(id, sizeof(id), c->request_id);
+	rc = call_started(c,
+			  opd_certs_issue_csr(a->certs, uid, (const uint8_t *)csr, strlen(csr),
+					      "csr", NULL, "agent", id, cert_call_done, c),
+			  resp);
+	json_decref(root);
+	return rc;
+}
+
 /* /internal/v1/...: calls between the nodes of a cluster, with the peer token only. */
-static int route_internal(struct opd_admin *a, const struct opd_http_request *req,
+static int route_internal(struct opd_admin *a, const struct opd_http_request *req, void *conn,
 			  char seg[MAX_SEGMENTS][MAX_SEGMENT], int n,
 			  struct opd_admin_response *resp)
 {
@@ -2273,6 +2326,12 @@ static int route_internal(struct opd_admin *a, const struct opd_http_request *re
 		if (method_is(req, "GET"))
 			return agents_list(a, req, NULL, resp);
 		reply_method(resp, "GET");
+		return 0;
+	}
+	if (n == 3 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "csr") == 0) {
+		if (method_is(req, "POST"))
+			return internal_csr(a, req, conn, resp);
+		reply_method(resp, "POST");
 		return 0;
 	}
 	reply_not_found(resp);
@@ -2336,7 +2395,7 @@ int opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req, vo
 		return 0;
 	}
 	if (req->path != NULL && strncmp(req->path, "/internal/", 10) == 0 && n > 0)
-		return route_internal(a, req, seg, n, resp);
+		return route_internal(a, req, conn, seg, n, resp);
 	/* Everything under /api/ needs the token, even paths that do not exist. */
 	if (req->path != NULL && strncmp(req->path, "/api/", 5) == 0) {
 		if (!authorized(a, req)) {

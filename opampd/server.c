@@ -423,6 +423,7 @@ static void on_tick(uv_timer_t *t)
 	flush_agents(s);
 	/* A new leader registers the fleet CA, and says so when it cannot sign. */
 	opd_certs_tick(&s->certs);
+	opd_endpoint_tick(&s->endpoint);
 }
 
 static void on_listener_closed(struct opd_listener *l)
@@ -736,7 +737,15 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	rs.endpoint = s->endpoint_url;
 	rs.custom_capabilities[0] = OPD_SIGNATURE_CAPABILITY;
 	ops = (struct opd_registry_ops){opd_configs_desired, new_uid, &s->configs};
+	s->csr = (struct opd_csr){.certs = &s->certs,
+				  .registry = &s->registry,
+				  .cluster = &s->cluster,
+				  .self_id = o->node_id};
+	/* Agents may send CSRs only to a node with a CA. */
+	if (s->certs.n_keys > 0)
+		rs.capabilities |= OPD_CSR_SERVER_CAP;
 	opd_registry_init(&s->registry, &rs, &ops);
+	s->registry.csr = (struct opd_csr_port){opd_csr_request, &s->csr};
 
 	snprintf(path, sizeof path, "%s/agents.db", o->data_dir);
 	rc = opd_agentdb_open(&s->agentdb, path);

@@ -13,6 +13,7 @@
 #include "certs.h"
 #include "cluster.h"
 #include "configs.h"
+#include "csr.h"
 #include "endpoint.h"
 #include "listener.h"
 #include "registry.h"
@@ -60,6 +61,7 @@ struct opd_server {
 	struct opd_signer signer;
 	struct opd_node *node;
 	struct opd_cluster cluster;
+	struct opd_csr csr; /* the agents' CSR flow */
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
 	uv_timer_t tick; /* registry sweep and agent persistence */

@@ -64,6 +64,29 @@ static int leader_id(struct opd_cluster *c, int i)
 	return id;
 }
 
+/* A new leader writes once it has applied what came before it: wait for that. */
+static int writable(struct opd_daemon *d)
+{
+	uint64_t deadline = opd_test_now_ms() + 10000;
+
+	for (;;) {
+		struct opd_client_resp r = {0};
+		json_t *j = NULL;
+		int ok =
+		    opd_api_request(d, "GET", "/api/v1/cluster", NULL, d->token, &r, &j) == 200 &&
+		    json_is_false(json_object_get(j, "read_only")) &&
+		    strcmp(json_string_value(json_object_get(j, "role")), "leader") == 0;
+
+		json_decref(j);
+		opd_client_resp_free(&r);
+		if (ok)
+			return 1;
+		if (opd_test_now_ms() > deadline)
+			return 0;
+		opd_test_pause_ms(50);
+	}
+}
+
 static void test_add_promote_transfer_remove(void **state)
 {
 	static const char *const hb[] = {"--heartbeat-interval", "1", NULL};
@@ -142,6 +165,7 @@ static void test_add_promote_transfer_remove(void **state)
 	while (leader_id(&c, l) != 4 && opd_test_now_ms() < deadline)
 		opd_test_pause_ms(100);
 	assert_int_equal(leader_id(&c, l), 4);
+	assert_true(writable(&d4));
 	{
 		struct opd_client_resp r = {0};
 		json_t *j = NULL;
@@ -158,6 +182,7 @@ static void test_add_promote_transfer_remove(void **state)
 	while (leader_id(&c, l) != c.nodes[l].id && opd_test_now_ms() < deadline)
 		opd_test_pause_ms(100);
 	assert_int_equal(leader_id(&c, l), c.nodes[l].id);
+	assert_true(writable(&c.nodes[l].d));
 
 	/* Removed: three members again. */
 	assert_int_equal(call(&c, l, "DELETE", "/api/v1/cluster/members/4", NULL, 200), 200);

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1169,6 +1170,198 @@ static void test_no_desired_config(void **state)
 	assert_null(agent(x, UID1)->desired_name);
 }
 
+/* ------------------------------------------------------------ CSR flow */
+
+/* The fake CSR port: answers at once (mode 1/2/3) or keeps the token for later (mode 0). */
+struct fake_csr {
+	int mode; /* 0 later, 1 issue, 2 refuse, 3 unavailable */
+	int calls;
+	uint64_t token;
+	uint8_t uid[OPD_UID_LEN];
+	char csr[64];
+	struct opd_registry *r;
+	/* What the sink got. */
+	int delivered;
+	uint64_t got_token;
+	uint8_t *msg;
+	size_t len;
+};
+
+static void csr_answer(struct fake_csr *f, int mode)
+{
+	struct opd_csr_answer ok = {0, "-----BEGIN CERTIFICATE-----\nleaf\n", "CA PEM", NULL};
+	struct opd_csr_answer bad = {OPD_EINVAL, NULL, NULL,
+				     "the CSR's key is RSA with 1024 bits: too weak"};
+	struct opd_csr_answer un = {OPD_EIO, NULL, NULL, "no quorum"};
+
+	opd_session_csr_answer(f->r, f->token, f->uid, mode == 1 ? &ok : mode == 2 ? &bad : &un);
+}
+
+static void fake_csr_request(void *data, const struct opd_agent *a, const uint8_t *csr, size_t len,
+			     uint64_t token)
+{
+	struct fake_csr *f = data;
+
+	f->calls++;
+	f->token = token;
+	memcpy(f->uid, a->uid, OPD_UID_LEN);
+	snprintf(f->csr, sizeof f->csr, "%.*s", (int)len, (const char *)csr);
+	if (f->mode != 0)
+		csr_answer(f, f->mode);
+}
+
+static void fake_sink(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+		      const uint8_t *msg, size_t len)
+{
+	struct fake_csr *f = data;
+
+	(void)uid;
+	f->delivered++;
+	f->got_token = token;
+	free(f->msg);
+	f->msg = malloc(len ? len : 1);
+	memcpy(f->msg, msg, len);
+	f->len = len;
+}
+
+static opd_s2a *send_csr(struct fx *x, struct fake_csr *f, const char *pem)
+{
+	struct msg b;
+	Opamp__Proto__V1__ConnectionSettingsRequest csr_req =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettingsRequest oreq =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__CertificateRequest creq = OPAMP__PROTO__V1__CERTIFICATE_REQUEST__INIT;
+
+	x->r.csr = (struct opd_csr_port){fake_csr_request, f};
+	x->r.csr_sink = (struct opd_csr_sink){fake_sink, f};
+	f->r = &x->r;
+	msg_init(&b, UID1, 16, 0, C_STATUS | C_HEARTBEAT | C_OPAMP_SETTINGS | 0x200 /* ReqCSR */);
+	msg_desc(&b);
+	creq.csr.data = (uint8_t *)pem;
+	creq.csr.len = strlen(pem);
+	oreq.certificate_request = &creq;
+	csr_req.opamp = &oreq;
+	b.m.connection_settings_request = &csr_req;
+	return send_ws(x, &b);
+}
+
+static opd_s2a *delivered(struct fake_csr *f)
+{
+	opd_s2a *s;
+
+	assert_int_equal(f->delivered, 1);
+	assert_int_equal(f->got_token, f->token);
+	s = opamp__proto__v1__server_to_agent__unpack(NULL, f->len, f->msg);
+	assert_non_null(s);
+	assert_int_equal(s->instance_uid.len, 16);
+	assert_memory_equal(s->instance_uid.data, UID1, 16);
+	return s;
+}
+
+static void test_csr_async_issue(void **state)
+{
+	struct fx *x = *state;
+	struct fake_csr f = {.mode = 0};
+	opd_s2a *s = send_csr(x, &f, "PEM CSR");
+	opd_s2a *plain;
+
+	/* The reply says nothing about the CSR; the answer comes later. */
+	assert_int_equal(f.calls, 1);
+	assert_string_equal(f.csr, "PEM CSR");
+	assert_memory_equal(f.uid, UID1, 16);
+	assert_int_equal(x->r.csr_handed, f.token);
+	assert_true(f.token != 0);
+	assert_null(s->error_response);
+	assert_true(s->connection_settings == NULL ||
+		    s->connection_settings->opamp->certificate == NULL);
+	plain = s;
+	assert_int_equal(f.delivered, 0);
+
+	csr_answer(&f, 1);
+	s = delivered(&f);
+	assert_null(s->error_response);
+	assert_non_null(s->connection_settings);
+	assert_non_null(s->connection_settings->opamp);
+	assert_int_equal(s->connection_settings->hash.len, 32);
+	assert_int_equal(s->connection_settings->opamp->heartbeat_interval_seconds, 30);
+	assert_string_equal(s->connection_settings->opamp->destination_endpoint,
+			    "wss://opampd.example:4320/v1/opamp");
+	assert_non_null(s->connection_settings->opamp->certificate);
+	assert_int_equal(s->connection_settings->opamp->certificate->cert.len,
+			 strlen("-----BEGIN CERTIFICATE-----\nleaf\n"));
+	assert_memory_equal(s->connection_settings->opamp->certificate->ca_cert.data, "CA PEM", 6);
+	assert_int_equal(s->connection_settings->opamp->certificate->private_key.len, 0);
+	s2a_free(s);
+	s2a_free(plain);
+	free(f.msg);
+}
+
+static void test_csr_sync_refused(void **state)
+{
+	struct fx *x = *state;
+	struct fake_csr f = {.mode = 2};
+	opd_s2a *s = send_csr(x, &f, "weak");
+
+	assert_null(s->error_response);
+	s2a_free(s);
+	s = delivered(&f);
+	assert_non_null(s->error_response);
+	assert_int_equal(s->error_response->type, 1); /* BadRequest */
+	assert_non_null(strstr(s->error_response->error_message, "1024 bits"));
+	assert_null(s->connection_settings);
+	assert_null(s->error_response->retry_info);
+	s2a_free(s);
+	free(f.msg);
+}
+
+static void test_csr_sync_issue_and_unavailable(void **state)
+{
+	struct fx *x = *state;
+	struct fake_csr f = {.mode = 1};
+	opd_s2a *s = send_csr(x, &f, "good");
+
+	s2a_free(s);
+	s = delivered(&f);
+	assert_non_null(s->connection_settings);
+	assert_non_null(s->connection_settings->opamp->certificate);
+	s2a_free(s);
+
+	f.mode = 3;
+	f.delivered = 0;
+	s = send_csr(x, &f, "again");
+	s2a_free(s);
+	s = delivered(&f);
+	assert_non_null(s->error_response);
+	assert_int_equal(s->error_response->type, 2); /* Unavailable */
+	assert_non_null(s->error_response->retry_info);
+	assert_true(s->error_response->retry_info->retry_after_nanoseconds > 0);
+	assert_null(s->connection_settings);
+	s2a_free(s);
+	free(f.msg);
+}
+
+static void test_csr_without_port(void **state)
+{
+	struct fx *x = *state;
+	struct fake_csr f = {.mode = 1};
+	opd_s2a *s;
+
+	s = send_csr(x, &f, "PEM");
+	s2a_free(s);
+	f.delivered = 0;
+	x->r.csr.request = NULL; /* no CA: CSRs are ignored, the message answered as usual */
+	{
+		struct msg b;
+		msg_init(&b, UID1, 16, 1, C_STATUS);
+		s = send_ws(x, &b);
+	}
+	assert_int_equal(x->r.csr_handed, 0);
+	assert_int_equal(f.delivered, 0);
+	s2a_free(s);
+	free(f.msg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1196,6 +1389,10 @@ int main(void)
 	    T(test_custom_capabilities),
 	    T(test_error_reply),
 	    T(test_no_desired_config),
+	    T(test_csr_async_issue),
+	    T(test_csr_sync_refused),
+	    T(test_csr_sync_issue_and_unavailable),
+	    T(test_csr_without_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
