@@ -341,42 +341,18 @@ static void proposed(void *data, int status, const struct opd_apply_result *res)
 	finish(w, status, res);
 }
 
-/*
- * Frame and submit: through raft with a node, or applied at once by the
- * state machine without one (tests) — the same apply as on every replica.
- */
+/* Submit with w in the pending list until its callback (or a refusal) takes it out. */
 static int submit(struct opd_certs *c, opd_cmd *cmd, struct opd_cert_pending *w)
 {
-	struct opd_configs *cf = c->configs;
-	struct opd_buf payload;
 	int rc;
 
-	opd_buf_init(&payload);
-	rc = opd_cmd_encode(cmd, &payload);
-	if (rc != 0) {
-		opd_buf_fini(&payload);
-		pending_free(w);
-		return rc;
-	}
 	w->next = c->pending;
 	c->pending = w;
-	if (cf->node != NULL) {
-		rc = opd_node_propose(cf->node, opd_buf_rptr(&payload), opd_buf_avail(&payload),
-				      proposed, w);
-		if (rc != 0) {
-			pending_unlink(c, w);
-			pending_free(w);
-		}
-	} else {
-		struct raft_buffer buf = {(void *)opd_buf_rptr(&payload), opd_buf_avail(&payload)};
-		void *result = NULL;
-		uint64_t index = opd_fsm_applied_index(&cf->fsm) + 1;
-
-		if (cf->fsm.raft.apply(&cf->fsm.raft, &buf, &result) != 0)
-			fatal("direct apply failed: %s", cf->fsm.errmsg);
-		finish(w, 0, opd_fsm_result(&cf->fsm, index));
+	rc = opd_configs_submit(c->configs, cmd, proposed, w);
+	if (rc != 0) {
+		pending_unlink(c, w);
+		pending_free(w);
 	}
-	opd_buf_fini(&payload);
 	return rc == OPD_EAGAIN ? OPD_ENOTLEADER : rc;
 }
 

@@ -262,7 +262,8 @@ static void reload_one(struct opd_configs *c, const char *name)
 	active_settle(c);
 }
 
-/* The state machine applied a change (on every node), or restored a snapshot (res NULL): serve it. */
+/* The state machine applied a change (on every node), or restored a snapshot (res NULL): serve it.
+ */
 static void on_applied(void *data, const struct opd_apply_result *res)
 {
 	struct opd_configs *c = data;
@@ -274,7 +275,8 @@ static void on_applied(void *data, const struct opd_apply_result *res)
 	     res->op == OPAMPD__V1__COMMAND__OP_SET_SELECTOR))
 		reload_one(c, res->name);
 	else
-		opd_configs_reload(c); /* keys, members, a snapshot: anything may verify differently */
+		opd_configs_reload(
+		    c); /* keys, members, a snapshot: anything may verify differently */
 	if (c->changed != NULL)
 		c->changed(c->changed_data);
 }
@@ -430,42 +432,41 @@ static void proposed(void *data, int status, const struct opd_apply_result *res)
 	finish(w, status, res);
 }
 
-/*
- * Stamp, frame and submit a command. With a node it goes through raft; the
- * callback runs once applied. Without one (tests), the state machine applies
- * it at once: the same apply as on every replica.
- */
-static int submit(struct opd_configs *c, opd_cmd *cmd, struct opd_pending_write *w)
+int opd_configs_submit(struct opd_configs *c, opd_cmd *cmd, opd_node_propose_cb cb, void *data)
 {
 	struct opd_buf payload;
 	int rc;
 
 	opd_buf_init(&payload);
 	rc = opd_cmd_encode(cmd, &payload);
-	if (rc != 0) {
-		opd_buf_fini(&payload);
-		free(w);
-		return rc;
-	}
-	w->next = c->pending;
-	c->pending = w;
-	if (c->node != NULL) {
-		rc = opd_node_propose(c->node, opd_buf_rptr(&payload), opd_buf_avail(&payload),
-				      proposed, w);
-		if (rc != 0) {
-			pending_unlink(c, w);
-			free(w);
-		}
-	} else {
+	if (rc == 0 && c->node != NULL) {
+		rc = opd_node_propose(c->node, opd_buf_rptr(&payload), opd_buf_avail(&payload), cb,
+				      data);
+	} else if (rc == 0) {
 		struct raft_buffer buf = {(void *)opd_buf_rptr(&payload), opd_buf_avail(&payload)};
 		void *result = NULL;
 		uint64_t index = opd_fsm_applied_index(&c->fsm) + 1;
 
 		if (c->fsm.raft.apply(&c->fsm.raft, &buf, &result) != 0)
 			fatal("direct apply failed: %s", c->fsm.errmsg);
-		finish(w, 0, opd_fsm_result(&c->fsm, index));
+		cb(data, 0, opd_fsm_result(&c->fsm, index));
 	}
 	opd_buf_fini(&payload);
+	return rc;
+}
+
+/* Submit with w in the pending list until its callback (or a refusal) takes it out. */
+static int submit(struct opd_configs *c, opd_cmd *cmd, struct opd_pending_write *w)
+{
+	int rc;
+
+	w->next = c->pending;
+	c->pending = w;
+	rc = opd_configs_submit(c, cmd, proposed, w);
+	if (rc != 0) {
+		pending_unlink(c, w);
+		free(w);
+	}
 	return rc;
 }
 

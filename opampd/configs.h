@@ -18,8 +18,10 @@
 #define OPD_CONFIGS_H
 
 #include "clock.h"
+#include "cmd.h"
 #include "fsm.h"
 #include "hlc.h"
+#include "node.h"
 #include "registry.h"
 #include "sign.h"
 #include "store.h"
@@ -105,6 +107,15 @@ int opd_configs_rollback(struct opd_configs *c, const char *name, uint64_t versi
 			 opd_configs_cb cb, void *data);
 int opd_configs_delete(struct opd_configs *c, const char *name, const char *actor,
 		       const uint8_t request_id[OPD_REQUEST_ID_LEN], opd_configs_cb cb, void *data);
+
+/*
+ * Frame a stamped command and submit it: proposed through raft, or, without a
+ * node (tests), applied at once by the state machine — the same apply as on
+ * every replica — with cb run before returning. Returns 0 when cb will run,
+ * or an OPD_E* code (OPD_ENOTLEADER, OPD_EAGAIN, OPD_ETOOBIG) when it never will.
+ * Shared by every writer of the replicated state (configurations, certificates).
+ */
+int opd_configs_submit(struct opd_configs *c, opd_cmd *cmd, opd_node_propose_cb cb, void *data);
 
 /* Record a member's addresses in the replicated state (SetMember). */
 int opd_configs_set_member(struct opd_configs *c, uint64_t id, const char *raft_address,
