@@ -751,7 +751,7 @@ static int load_files(struct opd_store *st, const char *name, uint64_t version,
 
 uint64_t opd_store_latest_version(struct opd_store *st, const char *name)
 {
-	struct config_row row;
+	struct config_row row = {0};
 
 	if (name == NULL || load_config_row(st, name, &row) != 1)
 		return 0;

@@ -713,8 +713,8 @@ class Bench:
     # -- 6: failover under load
 
     def run_failover(self):
+        """Kill the leader under write load and agent traffic, bring it back, repeat."""
         nodes = self.cluster("failover")
-        leader = self.leader_of(nodes)
         per = self.a.failover_agents
         lgs = []
         for i, n in enumerate(nodes):
@@ -724,46 +724,77 @@ class Bench:
         for n, lg in lgs:
             if lg.wait(lambda s: s["ever_ready"] >= per, timeout=120) is None:
                 raise RuntimeError("failover: agents did not connect")
-        followers = [n for n in nodes if n is not leader]
-        load = self.quiet.wait()
-        # Writes go to one follower (each node has its own admin token): it forwards them to
-        # the leader, and after the election it leads or forwards to the one that does.
-        w = self.lg("failover-writes", [
-            "writes", "--target", "opampd", "--url",
-            "http://127.0.0.1:%d/api/v1/configs" % followers[0].admin_port,
-            "--token", followers[0].admin.token, "--concurrency", "4", "--duration", "30",
-            "--retry-ms", "10", "--raw"])
-        time.sleep(3)
-        before = {n.id: lg.status() for n, lg in lgs}
-        t_kill = time.time()
-        leader.kill()
-        st = w.wait(lambda s: s["last_ok_us"] > t_kill * 1e6, timeout=25, step=0.01)
-        t_ok = time.time()
-        time.sleep(3)
-        new_leader = self.leader_of(followers)
-        after = {n.id: lg.status() for n, lg in lgs}
-        wr = w.finish()
+        trials = []
+        for t in range(self.a.failover_trials):
+            leader = self.leader_of(nodes)
+            followers = [n for n in nodes if n is not leader]
+            load = self.quiet.wait()
+            # Writes go to one follower (each node has its own admin token): it forwards them
+            # to the leader, and after the election it leads or forwards to the one that does.
+            w = self.lg("failover-writes-%d" % t, [
+                "writes", "--target", "opampd", "--url",
+                "http://127.0.0.1:%d/api/v1/configs" % followers[0].admin_port,
+                "--token", followers[0].admin.token, "--concurrency", "4", "--duration", "30",
+                "--retry-ms", "10", "--name-prefix", "failover-%d-" % t, "--raw"])
+            time.sleep(3)
+            before = {n.id: lg.status() for n, lg in lgs}
+            t_kill = time.time()
+            leader.kill()
+            st = w.wait(lambda s: s["last_ok_us"] > t_kill * 1e6, timeout=25, step=0.01)
+            t_ok = time.time()
+            time.sleep(2)
+            new_leader = self.leader_of(followers)
+            after = {n.id: lg.status() for n, lg in lgs}
+            wr = w.finish()
+            oks = [wr["start_us"] / 1e6 + x / 1e3 for x in wr.get("ok_at_ms", [])]
+            # A write the old leader answered just before it died can still complete right
+            # after the kill: writes count as accepted again at the end of the longest pause
+            # in successful writes after the kill.
+            last_before = max([x for x in oks if x <= t_kill], default=None)
+            pts = [t_kill] + sorted(x for x in oks if x > t_kill)
+            gaps = [(b - a, a, b) for a, b in zip(pts, pts[1:])]
+            first_after = max(gaps)[2] if gaps else None
+            if gaps and last_before is not None and max(gaps)[1] == t_kill:
+                gap_from = last_before
+            else:
+                gap_from = max(gaps)[1] if gaps else None
+            surviving = {str(n.id): after[n.id]["disconnects"] - before[n.id]["disconnects"]
+                         for n in followers}
+            trials.append({
+                "load": load, "old_leader": leader.id, "new_leader": new_leader.id,
+                "writes_accepted_again_s": round(first_after - t_kill, 3)
+                if first_after else None,
+                "gap_in_successful_writes_s": round(first_after - gap_from, 3)
+                if first_after and gap_from else None,
+                "writes_ok": wr["ok"], "writes_failed": wr["failed"],
+                "writes_status": wr["status"],
+                "disconnects_on_surviving_nodes": surviving,
+                "disconnects_on_surviving_nodes_total": sum(surviving.values()),
+                "observed_by_poll_s": round(t_ok - t_kill, 3) if st else None})
+            log("failover %d: writes again after %s s, %d agents disconnected on the others" % (
+                t, trials[-1]["writes_accepted_again_s"],
+                trials[-1]["disconnects_on_surviving_nodes_total"]))
+            # The old leader comes back as a follower; its agents reconnect to it.
+            leader.start()
+            lgk = dict((n.id, lg) for n, lg in lgs)[leader.id]
+            lgk.wait(lambda s: s["ready"] >= per, timeout=60, step=0.1)
         for n, lg in lgs:
             lg.finish()
-        oks = [wr["start_us"] / 1e6 + x / 1e3 for x in wr.get("ok_at_ms", [])]
-        first_after = min([x for x in oks if x > t_kill], default=None)
-        last_before = max([x for x in oks if x <= t_kill], default=None)
-        surviving = {str(n.id): after[n.id]["disconnects"] - before[n.id]["disconnects"]
-                     for n in followers}
-        res = {"agents_per_node": per, "writers": 4, "load": load, "old_leader": leader.id,
-               "new_leader": new_leader.id,
-               "writes_accepted_again_s": round(first_after - t_kill, 3) if first_after else None,
-               "gap_in_successful_writes_s": round(first_after - last_before, 3)
-               if first_after and last_before else None,
-               "writes_ok": wr["ok"], "writes_failed": wr["failed"],
-               "writes_status": wr["status"],
-               "disconnects_on_surviving_nodes": surviving,
-               "disconnects_on_surviving_nodes_total": sum(surviving.values()),
-               "observed_by_poll_s": round(t_ok - t_kill, 3) if st else None}
         for n in nodes:
             n.stop()
         self.cleanup()
-        return res
+        again = sorted(x["writes_accepted_again_s"] for x in trials
+                       if x["writes_accepted_again_s"] is not None)
+        worst = max(trials, key=lambda x: (x["load"] or {}).get("loadavg_1m", 0))
+        return {"agents_per_node": per, "writers": 4, "trials": trials, "load": worst["load"],
+                "writes_accepted_again_s": again[len(again) // 2] if again else None,
+                "writes_accepted_again_max_s": again[-1] if again else None,
+                "gap_in_successful_writes_s": Bench.median_of(trials,
+                                                              "gap_in_successful_writes_s"),
+                "writes_ok": sum(x["writes_ok"] for x in trials),
+                "writes_failed": sum(x["writes_failed"] for x in trials),
+                "disconnects_on_surviving_nodes_total":
+                    sum(x["disconnects_on_surviving_nodes_total"] for x in trials)}
 
     # -- driver
 
@@ -1032,8 +1063,11 @@ def write_readme(out):
     f = r.get("failover")
     if f:
         row("failover: writes accepted again within 2 s",
-            "%s s" % fmt(f["writes_accepted_again_s"], 2),
-            f["writes_accepted_again_s"] is not None and f["writes_accepted_again_s"] <= 2)
+            "%s s median, %s s worst of %d" % (
+                fmt(f["writes_accepted_again_s"], 2), fmt(f.get("writes_accepted_again_max_s"), 2),
+                len(f.get("trials", [1]))),
+            f["writes_accepted_again_s"] is not None and
+            (f.get("writes_accepted_again_max_s") or f["writes_accepted_again_s"]) <= 2)
         row("failover: no agent disconnected on surviving nodes",
             str(f["disconnects_on_surviving_nodes_total"]),
             f["disconnects_on_surviving_nodes_total"] == 0)
@@ -1186,16 +1220,19 @@ def write_readme(out):
         L.append("## 6. Failover under load")
         L.append("")
         L.append("3 nodes, %d agents on each, 4 writers sending to a follower (which "
-                 "forwards to the leader); the leader is killed with SIGKILL." %
+                 "forwards to the leader); the leader is killed with SIGKILL, then restarted "
+                 "before the next trial. Election timeout 1 s, randomised in [1, 2] s by raft." %
                  f["agents_per_node"])
         L.append("")
-        L.append("| writes accepted again | gap between successful writes | agents disconnected "
-                 "on surviving nodes | writes ok / refused while read-only | load |")
-        L.append("|---|---|---|---|---|")
-        L.append("| %s s | %s s | %s | %s / %s | %s |" % (
-            fmt(f["writes_accepted_again_s"], 3), fmt(f["gap_in_successful_writes_s"], 3),
-            f["disconnects_on_surviving_nodes_total"], f["writes_ok"], f["writes_failed"],
-            load_str(f)))
+        L.append("| trial | writes accepted again | gap between successful writes | agents "
+                 "disconnected on surviving nodes | writes ok / refused while read-only | load |")
+        L.append("|---|---|---|---|---|---|")
+        for i, t in enumerate(f.get("trials") or [f]):
+            L.append("| %d | %s s | %s s | %s | %s / %s | %s |" % (
+                i + 1, fmt(t["writes_accepted_again_s"], 3),
+                fmt(t["gap_in_successful_writes_s"], 3),
+                t["disconnects_on_surviving_nodes_total"], t["writes_ok"], t["writes_failed"],
+                load_str(t)))
         L.append("")
 
     prof = os.path.join(out, "PROFILE.md")
@@ -1223,6 +1260,7 @@ def main():
     p.add_argument("--flood-window", type=float, default=10)
     p.add_argument("--write-window", type=float, default=10)
     p.add_argument("--failover-agents", type=int, default=2000)
+    p.add_argument("--failover-trials", type=int, default=3)
     p.add_argument("--quiet-budget", type=float, default=600,
                    help="seconds in all spent waiting for a quiet machine")
     p.add_argument("--quiet-wait", type=float, default=90,
