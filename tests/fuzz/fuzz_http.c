@@ -53,13 +53,15 @@ static void use_request(const struct opd_http_request *req)
 	(void)opd_http_header_has_token(req, "Connection", "upgrade");
 	(void)opd_http_header_has_token(req, "Upgrade", "websocket");
 	(void)opd_http_header_has_token(req, "Accept-Encoding", "gzip");
-	if (key != NULL && opd_ws_accept_key(key, accept) == 0 && strlen(accept) != OPD_WS_ACCEPT_LEN)
+	if (key != NULL && opd_ws_accept_key(key, accept) == 0 &&
+	    strlen(accept) != OPD_WS_ACCEPT_LEN)
 		abort();
 	opd_buf_init(&plain);
 	if (enc != NULL && strcmp(enc, "gzip") == 0) {
 		/* A small cap keeps a decompression bomb cheap while still hitting the limit. */
 		if (opd_gzip_inflate(req->body, req->body_len, 64 * 1024, &plain) == 0 &&
-		    opd_wire_decode_http(opd_buf_rptr(&plain), opd_buf_avail(&plain), NULL, &m) == 0)
+		    opd_wire_decode_http(opd_buf_rptr(&plain), opd_buf_avail(&plain), NULL, &m) ==
+			0)
 			opd_wire_free_a2s(m, NULL);
 	} else if (opd_wire_decode_http(req->body, req->body_len, NULL, &m) == 0) {
 		opd_wire_free_a2s(m, NULL);
@@ -103,7 +105,8 @@ static void process(struct run *r)
 		opd_buf_consume(&r->in, (size_t)used);
 		req = opd_http_parser_request(&r->hp);
 		if (req == NULL) {
-			/* Incomplete: everything must have been taken, or the caller waits forever. */
+			/* Incomplete: everything must have been taken, or the caller waits forever.
+			 */
 			if (opd_buf_avail(&r->in) != 0)
 				abort();
 			return;

@@ -14,10 +14,15 @@
  *   bit 6     the connection closes after the message (a new one replaces it)
  *   bit 7     the HTTP sweep and every agent's health are computed after it
  *
- * Checked after each step: every reply and push decodes as a ServerToAgent;
- * the registry's counters match its agents; the agent limit holds; an agent
- * that points at a WebSocket connection points at an open one which speaks
- * for it (otherwise the daemon would later write to a freed connection).
+ * A CSR in a ConnectionSettingsRequest goes to a fake signing port, which
+ * answers (issued, refused or unavailable, by the CSR's first byte) at once
+ * or before the next message.
+ *
+ * Checked after each step: every reply, push and CSR answer decodes as a
+ * ServerToAgent; the registry's counters match its agents; the agent limit
+ * holds; an agent that points at a WebSocket connection points at an open
+ * one which speaks for it (otherwise the daemon would later write to a freed
+ * connection).
  */
 #include "err.h"
 #include "session.h"
@@ -45,9 +50,18 @@ struct fake {
 	unsigned uid_counter; /* new uids repeat on purpose: rekeys collide */
 };
 
+/* A CSR handed to the port, answered at once or before the next message. */
+struct csr_pending {
+	bool waiting;
+	uint64_t token;
+	uint8_t uid[OPD_UID_LEN];
+	uint8_t kind; /* the CSR's first byte: how it is answered */
+};
+
 struct world {
 	struct opd_registry r;
 	struct fake f;
+	struct csr_pending csr;
 	uint64_t now, wall;
 	struct opd_agent *bound[N_CONNS];
 	unsigned gen[N_CONNS];
@@ -69,7 +83,9 @@ static int fake_desired(void *data, const struct opd_agent *a, struct opd_desire
 
 	if (c == 0)
 		return OPD_ENOTFOUND;
-	*out = (struct opd_desired){.name = c == 1 ? "base" : c == 2 ? "edge" : "big",
+	*out = (struct opd_desired){.name = c == 1   ? "base"
+					    : c == 2 ? "edge"
+						     : "big",
 				    .version = c,
 				    .hash = configs.hash[c],
 				    .hash_len = 32,
@@ -120,10 +136,57 @@ static void make_config(unsigned c, size_t body_len)
 	free(body);
 }
 
+static void csr_answer(struct world *w)
+{
+	struct opd_csr_answer ans = {0};
+
+	switch (w->csr.kind % 3) {
+	case 0:
+		ans.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+		ans.ca_pem = w->csr.kind & 8 ? NULL : ans.cert_pem;
+		break;
+	case 1:
+		ans.status = OPD_EINVAL;
+		ans.message = w->csr.kind & 8 ? NULL : "not a CSR";
+		break;
+	default:
+		ans.status = OPD_ENOTLEADER;
+		break;
+	}
+	w->csr.waiting = false;
+	opd_session_csr_answer(&w->r, w->csr.token, w->csr.uid, &ans);
+}
+
+static void csr_request(void *data, const struct opd_agent *a, const uint8_t *csr, size_t len,
+			uint64_t token)
+{
+	struct world *w = data;
+
+	if (len == 0 || w->csr.waiting)
+		abort(); /* empty CSRs are not handed on; one answer before the next message */
+	w->csr = (struct csr_pending){.waiting = true, .token = token, .kind = csr[0]};
+	memcpy(w->csr.uid, a->uid, OPD_UID_LEN);
+	if (csr[0] & 4)
+		csr_answer(w);
+}
+
+static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			const uint8_t *msg, size_t len)
+{
+	opd_s2a *s = opamp__proto__v1__server_to_agent__unpack(NULL, len, msg);
+
+	(void)data;
+	(void)token;
+	if (s == NULL || s->instance_uid.len != OPD_UID_LEN ||
+	    memcmp(s->instance_uid.data, uid, OPD_UID_LEN) != 0)
+		abort();
+	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+}
+
 static void check_s2a(const struct opd_buf *b, size_t from)
 {
 	opd_s2a *s = opamp__proto__v1__server_to_agent__unpack(NULL, opd_buf_avail(b) - from,
-							      opd_buf_rptr(b) + from);
+							       opd_buf_rptr(b) + from);
 
 	if (s == NULL)
 		abort();
@@ -147,8 +210,9 @@ static void check_world(const struct world *w)
 		for (unsigned k = 0; k < N_CONNS && !ok; k++)
 			ok = a->conn == conn_of(w, k) && w->bound[k] == a;
 		if (!ok) {
-			fprintf(stderr, "agent %02x..%02x points at a connection that does not "
-					"speak for it\n",
+			fprintf(stderr,
+				"agent %02x..%02x points at a connection that does not "
+				"speak for it\n",
 				a->uid[0], a->uid[15]);
 			abort();
 		}
@@ -205,6 +269,8 @@ static void deliver(struct world *w, uint8_t ctl, const uint8_t *p, size_t n)
 	opd_a2s *m = NULL;
 	int rc;
 
+	if (w->csr.waiting)
+		csr_answer(w);
 	w->now += steps[(ctl >> 2) & 7];
 	w->wall += steps[(ctl >> 2) & 7];
 	if (ctl & 0x20) {
@@ -220,10 +286,9 @@ static void deliver(struct world *w, uint8_t ctl, const uint8_t *p, size_t n)
 		opd_session_error_reply(!http && w->bound[k] ? w->bound[k]->uid : NULL, 1,
 					"AgentToServer does not decode", 0, &reply);
 	} else {
-		rc = opd_session_receive(&w->r, http ? &http_bound : &w->bound[k],
-					 http ? NULL : conn_of(w, k),
-					 http ? OPD_TRANSPORT_HTTP : OPD_TRANSPORT_WS, m, w->now,
-					 w->wall, &reply, &err);
+		rc = opd_session_receive(
+		    &w->r, http ? &http_bound : &w->bound[k], http ? NULL : conn_of(w, k),
+		    http ? OPD_TRANSPORT_HTTP : OPD_TRANSPORT_WS, m, w->now, w->wall, &reply, &err);
 		if (rc != 0 && rc != OPD_EINVAL && rc != OPD_EAGAIN)
 			abort();
 		opd_wire_free_a2s(m, NULL);
@@ -261,6 +326,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		make_config(3, OPD_WIRE_MAX_MSG);
 	}
 	opd_registry_init(&w.r, &s, &ops);
+	w.r.csr = (struct opd_csr_port){csr_request, &w};
+	w.r.csr_sink = (struct opd_csr_sink){csr_deliver, &w};
 	w.f.config = 1;
 	w.now = 1000000;
 	w.wall = 1700000000000ull;

@@ -144,7 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				queued += 2;
 			break;
 		case 4:
-			if (act % 64 == 4 && opd_ws_queue_close(ws, OPD_WS_CLOSE_GOING_AWAY, "bye") == 0)
+			if (act % 64 == 4 &&
+			    opd_ws_queue_close(ws, OPD_WS_CLOSE_GOING_AWAY, "bye") == 0)
 				queued += 8;
 			break;
 		default:

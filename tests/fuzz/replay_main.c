@@ -87,7 +87,8 @@ static long run_dir(const char *dir)
 		char path[4096];
 		struct stat st;
 
-		if (ran >= 0 && snprintf(path, sizeof path, "%s/%s", dir, names[i]) < (int)sizeof path &&
+		if (ran >= 0 &&
+		    snprintf(path, sizeof path, "%s/%s", dir, names[i]) < (int)sizeof path &&
 		    stat(path, &st) == 0 && S_ISREG(st.st_mode))
 			ran = run_file(path) == 0 ? ran + 1 : -1;
 		free(names[i]);

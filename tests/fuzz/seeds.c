@@ -58,10 +58,10 @@ static void write_buf(const char *target, const char *name, const struct opd_buf
 #define CAP_REPORTS_RC 0x1000u
 #define CAP_HEARTBEAT 0x2000u
 #define CAPS_ALL                                                                                   \
-	(CAP_STATUS | CAP_ACCEPTS_RC | CAP_EFFECTIVE | CAP_OPAMP_SETTINGS | CAP_HEALTH |          \
+	(CAP_STATUS | CAP_ACCEPTS_RC | CAP_EFFECTIVE | CAP_OPAMP_SETTINGS | CAP_HEALTH |           \
 	 CAP_REPORTS_RC | CAP_HEARTBEAT)
 
-enum kind { FULL, HEARTBEAT, REQUEST_UID, DISCONNECT, BAD_UID, REPORT_APPLIED };
+enum kind { FULL, HEARTBEAT, REQUEST_UID, DISCONNECT, BAD_UID, REPORT_APPLIED, CSR_NOW, CSR_LATER };
 
 /* The packed message (no WebSocket header) into out. */
 static void a2s(enum kind k, uint8_t uid_byte, uint64_t seq, struct opd_buf *out)
@@ -88,6 +88,15 @@ static void a2s(enum kind k, uint8_t uid_byte, uint64_t seq, struct opd_buf *out
 	Opamp__Proto__V1__ConnectionSettingsStatus css =
 	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_STATUS__INIT;
 	Opamp__Proto__V1__AgentDisconnect dis = OPAMP__PROTO__V1__AGENT_DISCONNECT__INIT;
+	Opamp__Proto__V1__ConnectionSettingsRequest csreq =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettingsRequest ocsr =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__CertificateRequest creq = OPAMP__PROTO__V1__CERTIFICATE_REQUEST__INIT;
+	/* The fuzz target's signing port answers by the first byte: issued at once, unavailable
+	 * later. */
+	static uint8_t csr_now[] = "\x06-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n";
+	static uint8_t csr_later[] = "\x02-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n";
 	static char *caps[] = {"io.opampd.config-signature", "io.opentelemetry.pause"};
 	static const char *keys[5] = {"service.name", "service.instance.id", "host.arch",
 				      "process.pid", "labels"};
@@ -179,11 +188,20 @@ static void a2s(enum kind k, uint8_t uid_byte, uint64_t seq, struct opd_buf *out
 		m.remote_config_status = &rcs;
 		break;
 	case REQUEST_UID:
-		m.flags = OPAMP__PROTO__V1__AGENT_TO_SERVER_FLAGS__AgentToServerFlags_RequestInstanceUid;
+		m.flags =
+		    OPAMP__PROTO__V1__AGENT_TO_SERVER_FLAGS__AgentToServerFlags_RequestInstanceUid;
 		m.agent_description = &d;
 		break;
 	case DISCONNECT:
 		m.agent_disconnect = &dis;
+		break;
+	case CSR_NOW:
+	case CSR_LATER:
+		creq.csr.data = k == CSR_NOW ? csr_now : csr_later;
+		creq.csr.len = sizeof csr_now - 1;
+		ocsr.certificate_request = &creq;
+		csreq.opamp = &ocsr;
+		m.connection_settings_request = &csreq;
 		break;
 	case HEARTBEAT:
 		break;
@@ -360,8 +378,7 @@ static void ws_seeds(void)
 
 /* ---------------------------------------------------------- wire + session */
 
-static void record(struct opd_buf *b, uint8_t ctl, int ws, enum kind k, uint8_t uid,
-		   uint64_t seq)
+static void record(struct opd_buf *b, uint8_t ctl, int ws, enum kind k, uint8_t uid, uint64_t seq)
 {
 	struct opd_buf m;
 
@@ -420,6 +437,14 @@ static void session_seeds(void)
 	write_buf("wire_session", "agent-limit", &b);
 
 	opd_buf_reset(&b);
+	record(&b, WS_A, 1, FULL, 0x71, 0);
+	record(&b, WS_A, 1, CSR_NOW, 0x71, 1);
+	record(&b, WS_A, 1, CSR_LATER, 0x71, 2);
+	record(&b, HTTP, 0, CSR_LATER, 0x72, 0);
+	record(&b, WS_A | CLOSE, 1, HEARTBEAT, 0x71, 3);
+	write_buf("wire_session", "csr", &b);
+
+	opd_buf_reset(&b);
 	opd_buf_append(&b, "\x00\x03\x00\x01\x0a\x00", 6); /* a non-zero header */
 	opd_buf_append(&b, "\x01\x02\x00\x0a\xff", 5);     /* a truncated field */
 	write_buf("wire_session", "undecodable", &b);
@@ -431,43 +456,43 @@ static void session_seeds(void)
 static void admin_seeds(void)
 {
 	write_str("admin", "publish-get",
-		   "POST /api/v1/configs/web key-0001\n"
-		   "{\"selector\": {\"service.name\": \"checkout\"}, \"priority\": 5, "
-		   "\"files\": {\"c.yaml\": {\"content_type\": \"text/yaml\", "
-		   "\"body\": \"receivers:\\n  otlp: {}\\n\"}}, \"message\": \"first\"}\n%%\n"
-		   "POST /api/v1/configs/web key-0001\n"
-		   "{\"selector\": {\"service.name\": \"checkout\"}, \"priority\": 5, "
-		   "\"files\": {\"c.yaml\": {\"content_type\": \"text/yaml\", "
-		   "\"body\": \"receivers:\\n  otlp: {}\\n\"}}, \"message\": \"first\"}\n%%\n"
-		   "GET /api/v1/configs/web\n%%\n"
-		   "GET /api/v1/configs/web/versions/1\n%%\n"
-		   "GET /api/v1/configs\n%%\n"
-		   "GET /api/v1/agents?attr.service.name=checkout&connected=true\n%%\n"
-		   "GET /api/v1/agents/10101010101010101010101010101010");
+		  "POST /api/v1/configs/web key-0001\n"
+		  "{\"selector\": {\"service.name\": \"checkout\"}, \"priority\": 5, "
+		  "\"files\": {\"c.yaml\": {\"content_type\": \"text/yaml\", "
+		  "\"body\": \"receivers:\\n  otlp: {}\\n\"}}, \"message\": \"first\"}\n%%\n"
+		  "POST /api/v1/configs/web key-0001\n"
+		  "{\"selector\": {\"service.name\": \"checkout\"}, \"priority\": 5, "
+		  "\"files\": {\"c.yaml\": {\"content_type\": \"text/yaml\", "
+		  "\"body\": \"receivers:\\n  otlp: {}\\n\"}}, \"message\": \"first\"}\n%%\n"
+		  "GET /api/v1/configs/web\n%%\n"
+		  "GET /api/v1/configs/web/versions/1\n%%\n"
+		  "GET /api/v1/configs\n%%\n"
+		  "GET /api/v1/agents?attr.service.name=checkout&connected=true\n%%\n"
+		  "GET /api/v1/agents/10101010101010101010101010101010");
 	write_str("admin", "rollback-delete",
-		   "POST /api/v1/configs/a\n{\"files\": {\"a\": {\"content_type\": \"text/plain\", "
-		   "\"body_base64\": \"eA==\"}}}\n%%\n"
-		   "POST /api/v1/configs/a\n{\"files\": {\"a\": {\"content_type\": \"text/plain\", "
-		   "\"body\": \"y\"}}, \"priority\": -3, \"selector\": null}\n%%\n"
-		   "POST /api/v1/configs/a/rollback\n{\"version\": 1}\n%%\n"
-		   "GET /api/v1/audit?limit=5\n%%\n"
-		   "DELETE /api/v1/configs/a\n%%\n"
-		   "GET /api/v1/configs/a");
+		  "POST /api/v1/configs/a\n{\"files\": {\"a\": {\"content_type\": \"text/plain\", "
+		  "\"body_base64\": \"eA==\"}}}\n%%\n"
+		  "POST /api/v1/configs/a\n{\"files\": {\"a\": {\"content_type\": \"text/plain\", "
+		  "\"body\": \"y\"}}, \"priority\": -3, \"selector\": null}\n%%\n"
+		  "POST /api/v1/configs/a/rollback\n{\"version\": 1}\n%%\n"
+		  "GET /api/v1/audit?limit=5\n%%\n"
+		  "DELETE /api/v1/configs/a\n%%\n"
+		  "GET /api/v1/configs/a");
 	write_str("admin", "errors",
-		   "-GET /api/v1/configs\n%%\n"
-		   "GET /api/v1/configs/%zz\n%%\n"
-		   "POST /api/v1/configs/x\n{\"files\": {\"b.yaml\": {\"content_type\": "
-		   "\"text/yaml\", \"body\": \"a: [1\\n\"}}}\n%%\n"
-		   "POST /api/v1/configs/x\n{\"message\": \"a\\u0000b\"}\n%%\n"
-		   "GET /api/v1/agents?health=sick\n%%\n"
-		   "PUT /api/v1/signing-keys\n%%\n"
-		   "GET /api/v1/signing-keys\n%%\n"
-		   "POST /api/v1/tls/reload\n%%\n"
-		   "GET /api/v1/cluster\n%%\n"
-		   "GET /healthz\n%%\n"
-		   "GET /readyz\n%%\n"
-		   "~GET /internal/v1/agents\n%%\n"
-		   "GET /internal/v1/agents");
+		  "-GET /api/v1/configs\n%%\n"
+		  "GET /api/v1/configs/%zz\n%%\n"
+		  "POST /api/v1/configs/x\n{\"files\": {\"b.yaml\": {\"content_type\": "
+		  "\"text/yaml\", \"body\": \"a: [1\\n\"}}}\n%%\n"
+		  "POST /api/v1/configs/x\n{\"message\": \"a\\u0000b\"}\n%%\n"
+		  "GET /api/v1/agents?health=sick\n%%\n"
+		  "PUT /api/v1/signing-keys\n%%\n"
+		  "GET /api/v1/signing-keys\n%%\n"
+		  "POST /api/v1/tls/reload\n%%\n"
+		  "GET /api/v1/cluster\n%%\n"
+		  "GET /healthz\n%%\n"
+		  "GET /readyz\n%%\n"
+		  "~GET /internal/v1/agents\n%%\n"
+		  "GET /internal/v1/agents");
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -604,6 +629,32 @@ static void cmd_seeds(void)
 	c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT; /* no operation */
 	encode(&b, &c, 10);
 	write_buf("cmd_apply", "members", &b);
+
+	/* config_hash of one byte: the fuzz target sorts the files and fills the hash in. */
+	opd_buf_reset(&b);
+	c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+	fp[0] = &f[1];
+	fp[1] = &f[0];
+	pv.config_hash.len = 1;
+	pv.version = 1;
+	pv.signature.len = 0;
+	pv.key_id = "";
+	c.op_case = OPAMPD__V1__COMMAND__OP_PUT_VERSION;
+	c.put_version = &pv;
+	encode(&b, &c, 11);
+	pv.version = 2;
+	pv.n_files = 1;
+	encode(&b, &c, 12);
+	pv.name = "other";
+	pv.version = 1;
+	encode(&b, &c, 13);
+	c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+	sa.name = "web";
+	sa.version = 1;
+	c.op_case = OPAMPD__V1__COMMAND__OP_SET_ACTIVE;
+	c.set_active = &sa;
+	encode(&b, &c, 14);
+	write_buf("cmd_apply", "put-hash-filled-in", &b);
 
 	opd_buf_reset(&b);
 	opd_buf_append(&b, "\x10\x00\x00\x00\x00\x00\x00\x00\x0a\x02", 10); /* truncated */
