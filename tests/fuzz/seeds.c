@@ -630,6 +630,79 @@ static void cmd_seeds(void)
 	encode(&b, &c, 10);
 	write_buf("cmd_apply", "members", &b);
 
+	/* The fleet CA and agent certificates. */
+	opd_buf_reset(&b);
+	{
+		static const char ca_fp[] =
+		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+		static const char ca2_fp[] =
+		    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+		static const char cert_fp[] =
+		    "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+		static const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END "
+					  "CERTIFICATE-----\n";
+		static uint8_t uid[16];
+		Opampd__V1__AddCA ca = OPAMPD__V1__ADD_CA__INIT;
+		Opampd__V1__IssueCertificate ic = OPAMPD__V1__ISSUE_CERTIFICATE__INIT;
+		Opampd__V1__RevokeCertificate rv = OPAMPD__V1__REVOKE_CERTIFICATE__INIT;
+		Opampd__V1__ActivateCA act = OPAMPD__V1__ACTIVATE_CA__INIT;
+		Opampd__V1__RetireCA ret = OPAMPD__V1__RETIRE_CA__INIT;
+		Opampd__V1__StartRotation rot = OPAMPD__V1__START_ROTATION__INIT;
+
+		memset(uid, 0x5a, sizeof uid);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		ca.fingerprint = (char *)ca_fp;
+		ca.subject = "CN=opampd fleet CA";
+		ca.cert_pem = (char *)pem;
+		ca.not_before = 1700000000;
+		ca.not_after = 2000000000;
+		ca.activate = 1;
+		c.op_case = OPAMPD__V1__COMMAND__OP_ADD_CA;
+		c.add_ca = &ca;
+		encode(&b, &c, 20);
+		ca.fingerprint = (char *)ca2_fp;
+		ca.activate = 0;
+		encode(&b, &c, 21);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		ic.serial = 1;
+		ic.instance_uid.data = uid;
+		ic.instance_uid.len = sizeof uid;
+		ic.subject = "CN=5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+		ic.not_before = 1700000000;
+		ic.not_after = 1800000000;
+		ic.fingerprint = (char *)cert_fp;
+		ic.cert_pem = (char *)pem;
+		ic.reason = "csr";
+		ic.ca_fingerprint = (char *)ca_fp;
+		c.op_case = OPAMPD__V1__COMMAND__OP_ISSUE_CERTIFICATE;
+		c.issue_certificate = &ic;
+		encode(&b, &c, 22);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		rot.rotation_id = "rot-1";
+		rot.selector = &prp;
+		rot.n_selector = 1;
+		c.op_case = OPAMPD__V1__COMMAND__OP_START_ROTATION;
+		c.start_rotation = &rot;
+		encode(&b, &c, 23);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		act.fingerprint = (char *)ca2_fp;
+		c.op_case = OPAMPD__V1__COMMAND__OP_ACTIVATE_CA;
+		c.activate_ca = &act;
+		encode(&b, &c, 24);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		rv.serial = 1;
+		rv.reason = "keyCompromise";
+		c.op_case = OPAMPD__V1__COMMAND__OP_REVOKE_CERTIFICATE;
+		c.revoke_certificate = &rv;
+		encode(&b, &c, 25);
+		c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
+		ret.fingerprint = (char *)ca_fp;
+		c.op_case = OPAMPD__V1__COMMAND__OP_RETIRE_CA;
+		c.retire_ca = &ret;
+		encode(&b, &c, 26);
+		write_buf("cmd_apply", "certificates", &b);
+	}
+
 	/* config_hash of one byte: the fuzz target sorts the files and fills the hash in. */
 	opd_buf_reset(&b);
 	c = (Opampd__V1__Command)OPAMPD__V1__COMMAND__INIT;
