@@ -260,22 +260,9 @@ static void finish(struct opd_cert_pending *w, int status, const struct opd_appl
 
 	if (status == 0 && ar != NULL) {
 		snprintf(res.message, sizeof res.message, "%s", ar->message);
-		switch (ar->status) {
-		case OPD_APPLY_OK:
-			break;
-		case OPD_APPLY_DUPLICATE:
-			res.duplicate = 1;
-			break;
-		case OPD_APPLY_CONFLICT:
-			res.status = OPD_ECONFLICT;
-			break;
-		case OPD_APPLY_NOT_FOUND:
-			res.status = OPD_ENOTFOUND;
-			break;
-		case OPD_APPLY_INVALID:
-			res.status = OPD_EINVAL;
-			break;
-		}
+		res.status = opd_apply_status_code(ar->status);
+		/* A retry gets the first attempt's answer. */
+		res.duplicate = ar->status == OPD_APPLY_DUPLICATE;
 		res.index = ar->index;
 	}
 	res.serial = w->serial;

@@ -611,3 +611,19 @@ void opd_fsm_fini(struct opd_fsm *f)
 	free(f->snapshot);
 	f->snapshot = NULL;
 }
+
+int opd_apply_status_code(enum opd_apply_status status)
+{
+	switch (status) {
+	case OPD_APPLY_OK:
+	case OPD_APPLY_DUPLICATE:
+		return 0;
+	case OPD_APPLY_CONFLICT:
+		return OPD_ECONFLICT;
+	case OPD_APPLY_NOT_FOUND:
+		return OPD_ENOTFOUND;
+	case OPD_APPLY_INVALID:
+		break;
+	}
+	return OPD_EINVAL;
+}

@@ -72,6 +72,13 @@ void opd_fsm_fini(struct opd_fsm *f);
 /* The result of the entry at index, or NULL when it is no longer (or not yet) kept. */
 const struct opd_apply_result *opd_fsm_result(const struct opd_fsm *f, uint64_t index);
 
+/*
+ * The OPD_E* code a writer reports for a state machine outcome: 0 for OK and
+ * DUPLICATE (a retry's answer is the first attempt's), OPD_ECONFLICT,
+ * OPD_ENOTFOUND, OPD_EINVAL.
+ */
+int opd_apply_status_code(enum opd_apply_status status);
+
 /* The last applied raft index, as stored. */
 uint64_t opd_fsm_applied_index(const struct opd_fsm *f);
 

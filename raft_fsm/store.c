@@ -865,23 +865,38 @@ static void fill_signing_key(sqlite3_stmt *stmt, struct opd_signing_key *k)
 
 #define KEY_COLUMNS "SELECT key_id, public_key, active, added_ms, retired_ms FROM signing_keys "
 
-static int get_key(struct opd_store *st, const char *sql, const char *key_id,
-		   struct opd_signing_key *out)
+/*
+ * One row of a single-text-parameter (or parameterless) query, filled by fill:
+ * 0, OPD_ENOTFOUND, or OPD_ESTORE.
+ */
+static int get_one(struct opd_store *st, const char *sql, const char *arg,
+		   void (*fill)(sqlite3_stmt *stmt, void *out), void *out)
 {
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = query(st, &stmt, sql, key_id ? "t" : "", key_id)) != 0)
+	if ((rc = query(st, &stmt, sql, arg ? "t" : "", arg)) != 0)
 		return rc;
 	rc = step(st, stmt);
 	if (rc == 1) {
-		fill_signing_key(stmt, out);
+		fill(stmt, out);
 		rc = 0;
 	} else if (rc == 0) {
 		rc = OPD_ENOTFOUND;
 	}
 	sqlite3_finalize(stmt);
 	return rc;
+}
+
+static void fill_key_row(sqlite3_stmt *stmt, void *out)
+{
+	fill_signing_key(stmt, out);
+}
+
+static int get_key(struct opd_store *st, const char *sql, const char *key_id,
+		   struct opd_signing_key *out)
+{
+	return get_one(st, sql, key_id, fill_key_row, out);
 }
 
 int opd_store_get_signing_key(struct opd_store *st, const char *key_id, struct opd_signing_key *out)
@@ -1563,22 +1578,14 @@ static void fill_ca(sqlite3_stmt *stmt, struct opd_ca_info *c)
 	c->retired_ms = col_u64(stmt, 8);
 }
 
+static void fill_ca_row(sqlite3_stmt *stmt, void *out)
+{
+	fill_ca(stmt, out);
+}
+
 static int get_ca(struct opd_store *st, const char *sql, const char *fp, struct opd_ca_info *out)
 {
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if ((rc = query(st, &stmt, sql, fp ? "t" : "", fp)) != 0)
-		return rc;
-	rc = step(st, stmt);
-	if (rc == 1) {
-		fill_ca(stmt, out);
-		rc = 0;
-	} else if (rc == 0) {
-		rc = OPD_ENOTFOUND;
-	}
-	sqlite3_finalize(stmt);
-	return rc;
+	return get_one(st, sql, fp, fill_ca_row, out);
 }
 
 int opd_store_get_ca(struct opd_store *st, const char *fingerprint, struct opd_ca_info *out)
