@@ -1,5 +1,10 @@
 #include "agent.h"
 
+#include "mem.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+
 const char *opd_transport_name(enum opd_transport t)
 {
 	switch (t) {
@@ -41,4 +46,48 @@ const char *opd_rc_status_name(enum opd_rc_status s)
 		break;
 	}
 	return "UNSET";
+}
+
+const char *opd_offer_state_name(enum opd_offer_state s)
+{
+	switch (s) {
+	case OPD_OFFER_OFFERED:
+		return "offered";
+	case OPD_OFFER_APPLYING:
+		return "applying";
+	case OPD_OFFER_APPLIED:
+		return "applied";
+	case OPD_OFFER_FAILED:
+		return "failed";
+	case OPD_OFFER_NONE:
+		break;
+	}
+	return "none";
+}
+
+struct opd_agent_tls *opd_agent_tls(struct opd_agent *a)
+{
+	if (a->tls == NULL)
+		a->tls = opd_xcalloc(1, sizeof *a->tls);
+	return a->tls;
+}
+
+void opd_agent_tls_drop_pending(struct opd_agent_tls *t)
+{
+	if (t->pending != NULL) {
+		OPENSSL_cleanse(t->pending, t->pending_len);
+		free(t->pending);
+	}
+	t->pending = NULL;
+	t->pending_len = 0;
+	t->pending_due = 0;
+}
+
+void opd_agent_tls_free(struct opd_agent_tls *t)
+{
+	if (t == NULL)
+		return;
+	opd_agent_tls_drop_pending(t);
+	free(t->message);
+	free(t);
 }

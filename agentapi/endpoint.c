@@ -12,6 +12,7 @@
 #include "wire.h"
 #include "ws.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,11 +91,13 @@ static bool token_ok(struct opd_endpoint *e, struct opd_conn *c, const struct op
  * mTLS: a message must carry the instance_uid the agent's certificate names,
  * so that no agent can speak for another. NULL when it may go on, else why not.
  */
-static const char *cert_binding_error(const struct opd_endpoint *e, struct opd_conn *c,
-				      const opd_a2s *m)
+static const char *cert_binding_error(struct opd_endpoint *e, struct opd_conn *c,
+				      const opd_a2s *m, int fresh)
 {
 	struct opd_tls *t = opd_conn_tls(c);
 	uint8_t uid[OPD_UID_LEN];
+	char fp[65];
+	const char *why;
 	int rc;
 
 	if (e->auth.mtls == OPD_TLS_VERIFY_OFF || t == NULL)
@@ -109,7 +112,36 @@ static const char *cert_binding_error(const struct opd_endpoint *e, struct opd_c
 		return "the client certificate names no instance_uid";
 	if (m->instance_uid.len != OPD_UID_LEN || memcmp(m->instance_uid.data, uid, OPD_UID_LEN))
 		return "instance_uid is not the one the client certificate names";
+	if (fresh && e->auth.cert_check != NULL && opd_tls_peer_fingerprint(t, fp) == 0 &&
+	    (why = e->auth.cert_check(e->auth.cert_data, uid, fp)) != NULL) {
+		e->stats.cert_refused++;
+		return why;
+	}
 	return NULL;
+}
+
+/*
+ * The verified client certificate on c is recorded for the agent it speaks
+ * for: an offered certificate presented is an applied one, and the admin API
+ * shows which certificate is in use.
+ */
+static void note_presented(struct opd_conn *c, struct opd_agent *a)
+{
+	struct opd_tls *t = opd_conn_tls(c);
+	uint8_t fp[OPD_CERT_FP_LEN];
+	char hex[65];
+
+	if (a == NULL || t == NULL || !opd_tls_peer_verified(t) ||
+	    opd_tls_peer_fingerprint(t, hex) != 0 || opd_hex_decode(hex, fp, sizeof fp) != 0)
+		return;
+	opd_session_cert_presented(a, fp);
+}
+
+static struct opd_agent *find_sender(struct opd_endpoint *e, const opd_a2s *m)
+{
+	return m->instance_uid.len == OPD_UID_LEN ? opd_registry_find(e->registry,
+								      m->instance_uid.data)
+						  : NULL;
 }
 
 static void log_mismatch(struct opd_endpoint *e, struct opd_conn *c, const char *why)
@@ -204,6 +236,7 @@ void opd_endpoint_tick(struct opd_endpoint *e)
 static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 			const struct opd_http_request *req)
 {
+	uint64_t refused_before = e->stats.cert_refused;
 	const char *why;
 	const char *encoding = opd_http_header(req, "Content-Encoding");
 	const uint8_t *body = req->body;
@@ -257,16 +290,20 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 				       opd_buf_avail(&reply));
 		goto out;
 	}
-	if ((why = cert_binding_error(e, c, m)) != NULL) {
+	if ((why = cert_binding_error(e, c, m, 1)) != NULL) {
 		log_mismatch(e, c, why);
-		respond_text(c, 403, "the client certificate is bound to another instance_uid\n");
+		respond_text(c, 403, e->stats.cert_refused != refused_before
+					 ? "the client certificate is revoked\n"
+					 : "the client certificate is bound to another instance_uid\n");
 		goto out;
 	}
+	note_presented(c, find_sender(e, m));
 	e->stats.messages_http++;
 	e->csr_stash = &stash;
 	rc = opd_session_receive(e->registry, &bound, NULL, OPD_TRANSPORT_HTTP, m,
 				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
 	e->csr_stash = NULL;
+	note_presented(c, bound);
 	if (rc == OPD_EAGAIN) {
 		char extra[64];
 		snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
@@ -362,14 +399,22 @@ static void on_ws_message(void *data, struct opd_conn *c, const uint8_t *p, size
 		opd_conn_ws_send(c, opd_buf_rptr(&reply), opd_buf_avail(&reply));
 		goto out;
 	}
-	if ((why = cert_binding_error(e, c, m)) != NULL) {
+	if ((why = cert_binding_error(e, c, m, bound == NULL)) != NULL) {
 		log_mismatch(e, c, why);
-		opd_conn_ws_close(c, WS_CLOSE_POLICY, "client certificate bound to another agent");
+		opd_conn_ws_close(c, WS_CLOSE_POLICY,
+				  strstr(why, "revoked") != NULL
+				      ? "client certificate revoked"
+				      : "client certificate bound to another agent");
 		goto out;
 	}
+	/* Before the session: presenting an offered certificate means it need not go again. */
+	if (bound == NULL)
+		note_presented(c, find_sender(e, m));
 	e->stats.messages_ws++;
 	rc = opd_session_receive(e->registry, &bound, c, OPD_TRANSPORT_WS, m,
 				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
+	if (opd_conn_user(c) == NULL)
+		note_presented(c, bound);
 	opd_conn_set_user(c, bound);
 	if (rc == OPD_EINVAL) {
 		e->stats.bad_requests++;
@@ -401,6 +446,32 @@ static void on_close(void *data, struct opd_conn *c)
 struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e)
 {
 	return (struct opd_listener_handler){on_request, on_ws_message, on_close, e};
+}
+
+int opd_endpoint_offer(struct opd_endpoint *e, struct opd_agent *a)
+{
+	struct opd_buf out;
+	int sent = 0;
+
+	if (!a->connected || a->conn == NULL || a->transport != OPD_TRANSPORT_WS)
+		return 0;
+	opd_buf_init(&out);
+	opd_buf_append_byte(&out, 0);
+	if (opd_session_take_offer(a, &out) == 1 &&
+	    opd_conn_ws_send(a->conn, opd_buf_rptr(&out), opd_buf_avail(&out)) == 0) {
+		e->stats.offers_sent++;
+		sent = 1;
+	}
+	OPENSSL_cleanse((void *)opd_buf_rptr(&out), opd_buf_avail(&out)); /* a private key */
+	opd_buf_fini(&out);
+	return sent;
+}
+
+void opd_endpoint_drop(struct opd_endpoint *e, struct opd_agent *a, const char *why)
+{
+	(void)e;
+	if (a->conn != NULL && a->transport == OPD_TRANSPORT_WS)
+		opd_conn_ws_close(a->conn, WS_CLOSE_POLICY, why);
 }
 
 void opd_endpoint_push_all(struct opd_endpoint *e)

@@ -26,6 +26,8 @@ struct opd_endpoint_stats {
 	uint64_t pushes;          /* remote configs pushed without a request */
 	uint64_t auth_failures;   /* requests refused with 401: missing or wrong bearer token */
 	uint64_t cert_mismatches; /* messages refused: instance_uid not the certificate's */
+	uint64_t cert_refused;    /* connections refused by auth.cert_check (revoked) */
+	uint64_t offers_sent;     /* certificate offers pushed to WebSocket agents */
 };
 
 /* How agents prove who they are (see README, "TLS and agent authentication"). */
@@ -37,6 +39,13 @@ struct opd_endpoint_auth {
 	 * REQUIRED also refuses a connection without one.
 	 */
 	enum opd_tls_verify mtls;
+	/*
+	 * Checked once per connection (each HTTP request, a WebSocket's first
+	 * message) for a verified client certificate: NULL when it may be used,
+	 * else why not (a revoked certificate). fp_hex: its SHA-256. May be NULL.
+	 */
+	const char *(*cert_check)(void *data, const uint8_t uid[OPD_UID_LEN], const char *fp_hex);
+	void *cert_data;
 };
 
 struct opd_endpoint {
@@ -62,5 +71,12 @@ struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e);
 /* Configurations changed: send each WebSocket agent whose desired config moved its new config now.
  */
 void opd_endpoint_push_all(struct opd_endpoint *e);
+
+/* Send agent a its due certificate offer now if it is on a WebSocket: 1 sent, 0 not (an HTTP
+ * agent gets it with its next poll). */
+int opd_endpoint_offer(struct opd_endpoint *e, struct opd_agent *a);
+
+/* Close agent a's WebSocket with a policy violation saying why (its certificate was revoked). */
+void opd_endpoint_drop(struct opd_endpoint *e, struct opd_agent *a, const char *why);
 
 #endif

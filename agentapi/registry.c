@@ -51,6 +51,7 @@ static void agent_free(struct opd_agent *a)
 		free(a->custom_caps[i]);
 	free(a->custom_caps);
 	free(a->desired_name);
+	opd_agent_tls_free(a->tls);
 	free(a);
 }
 

@@ -3,7 +3,10 @@
 #include "err.h"
 #include "mem.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +121,19 @@ static void settings_hash(const struct opd_registry *r, struct opd_hash *out)
 	for (int i = 7; i >= 0; i--, v >>= 8)
 		be[i] = (uint8_t)v;
 	EVP_DigestUpdate(ctx, be, sizeof be);
+	sha_end(ctx, out);
+}
+
+/* Hash of a certificate offer: the plain settings and the certificate, so each offer differs. */
+static void offer_hash(const struct opd_registry *r, const uint8_t fp[OPD_CERT_FP_LEN],
+		       struct opd_hash *out)
+{
+	EVP_MD_CTX *ctx = sha_begin();
+	struct opd_hash plain;
+
+	settings_hash(r, &plain);
+	sha_field(ctx, plain.b, plain.len);
+	sha_field(ctx, fp, OPD_CERT_FP_LEN);
 	sha_end(ctx, out);
 }
 
@@ -583,8 +599,21 @@ static void hand_csr(struct opd_registry *r, const struct opd_agent *a, const op
 		       req->opamp->certificate_request->csr.len, token);
 }
 
-void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-			    const struct opd_csr_answer *ans)
+/* SHA-256 of a PEM certificate's DER. 0, or OPD_EINVAL when it is not one. */
+static int cert_fingerprint(const char *pem, uint8_t fp[OPD_CERT_FP_LEN])
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	unsigned int n = 0;
+	int ok = x != NULL && X509_digest(x, EVP_sha256(), fp, &n) == 1 && n == OPD_CERT_FP_LEN;
+
+	X509_free(x);
+	BIO_free(bio);
+	return ok ? 0 : OPD_EINVAL;
+}
+
+int opd_session_offer_cert(struct opd_registry *r, struct opd_agent *a,
+			   const struct opd_cert_offer *o, uint64_t wall_ms)
 {
 	opd_s2a s = OPAMP__PROTO__V1__SERVER_TO_AGENT__INIT;
 	Opamp__Proto__V1__ConnectionSettingsOffers cso =
@@ -592,8 +621,122 @@ void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_
 	Opamp__Proto__V1__OpAMPConnectionSettings os =
 	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS__INIT;
 	Opamp__Proto__V1__TLSCertificate tc = OPAMP__PROTO__V1__TLSCERTIFICATE__INIT;
+	struct opd_agent_tls *t;
+	uint8_t fp[OPD_CERT_FP_LEN];
+	struct opd_buf out;
+
+	if (o->cert_pem == NULL || cert_fingerprint(o->cert_pem, fp) != 0)
+		return OPD_EINVAL;
+	t = opd_agent_tls(a);
+	opd_agent_tls_drop_pending(t);
+	offer_hash(r, fp, &t->offer_hash);
+	memcpy(t->offer_fp, fp, sizeof fp);
+	t->offer = OPD_OFFER_OFFERED;
+	t->offer_serial = o->serial;
+	snprintf(t->rotation_id, sizeof t->rotation_id, "%s",
+		 o->rotation_id != NULL ? o->rotation_id : "");
+	t->offered_ms = wall_ms;
+	t->sends = 0;
+	free(t->message);
+	t->message = NULL;
+
+	s.instance_uid.data = a->uid;
+	s.instance_uid.len = OPD_UID_LEN;
+	s.capabilities = r->settings.capabilities;
+	os.destination_endpoint = (char *)(r->settings.endpoint ? r->settings.endpoint : "");
+	/* Always set: 0 would switch an opamp-go agent's heartbeats off. */
+	os.heartbeat_interval_seconds = r->settings.heartbeat_interval_s;
+	tc.cert.data = (uint8_t *)o->cert_pem;
+	tc.cert.len = strlen(o->cert_pem);
+	if (o->key_pem != NULL) {
+		tc.private_key.data = (uint8_t *)o->key_pem;
+		tc.private_key.len = strlen(o->key_pem);
+	}
+	if (o->ca_pem != NULL) {
+		tc.ca_cert.data = (uint8_t *)o->ca_pem;
+		tc.ca_cert.len = strlen(o->ca_pem);
+	}
+	os.certificate = &tc;
+	cso.hash.data = t->offer_hash.b;
+	cso.hash.len = t->offer_hash.len;
+	cso.opamp = &os;
+	s.connection_settings = &cso;
+	opd_buf_init(&out);
+	(void)opd_wire_encode_s2a(&s, 0, &out);
+	t->pending_len = opd_buf_avail(&out);
+	t->pending = opd_xmalloc(t->pending_len);
+	memcpy(t->pending, opd_buf_rptr(&out), t->pending_len);
+	OPENSSL_cleanse((void *)opd_buf_rptr(&out), t->pending_len); /* may hold a private key */
+	opd_buf_fini(&out);
+	t->pending_due = 1;
+	a->settings_offered = 1; /* the offer carries the plain settings too */
+	return 0;
+}
+
+/* Append the due offer of a to out (a packed ServerToAgent merges with one before it). */
+static int append_offer(struct opd_agent *a, struct opd_buf *out)
+{
+	struct opd_agent_tls *t = a->tls;
+
+	if (t == NULL || !t->pending_due || t->pending == NULL)
+		return 0;
+	opd_buf_append(out, t->pending, t->pending_len);
+	t->pending_due = 0;
+	t->sends++;
+	return 1;
+}
+
+int opd_session_take_offer(struct opd_agent *a, struct opd_buf *out)
+{
+	return append_offer(a, out);
+}
+
+void opd_session_cert_presented(struct opd_agent *a, const uint8_t fp[OPD_CERT_FP_LEN])
+{
+	struct opd_agent_tls *t = opd_agent_tls(a);
+
+	memcpy(t->presented, fp, OPD_CERT_FP_LEN);
+	t->has_presented = 1;
+	/* Reconnecting with the offered certificate is the proof that it works (spec §3.7). */
+	if (t->offer != OPD_OFFER_NONE && memcmp(t->offer_fp, fp, OPD_CERT_FP_LEN) == 0) {
+		t->offer = OPD_OFFER_APPLIED;
+		opd_agent_tls_drop_pending(t);
+	}
+}
+
+/* The agent's ConnectionSettingsStatus about our certificate offer. */
+static void take_offer_status(struct opd_agent_tls *t,
+			      const Opamp__Proto__V1__ConnectionSettingsStatus *st)
+{
+	switch ((int)st->status) {
+	case OPAMP__PROTO__V1__CONNECTION_SETTINGS_STATUSES__ConnectionSettingsStatuses_APPLYING:
+		if (t->offer == OPD_OFFER_OFFERED)
+			t->offer = OPD_OFFER_APPLYING;
+		break;
+	case OPAMP__PROTO__V1__CONNECTION_SETTINGS_STATUSES__ConnectionSettingsStatuses_APPLIED:
+		t->offer = OPD_OFFER_APPLIED;
+		opd_agent_tls_drop_pending(t);
+		break;
+	case OPAMP__PROTO__V1__CONNECTION_SETTINGS_STATUSES__ConnectionSettingsStatuses_FAILED:
+		t->offer = OPD_OFFER_FAILED;
+		free(t->message);
+		t->message = opd_xstrdup(st->error_message != NULL && st->error_message[0]
+					     ? st->error_message
+					     : "the agent could not use the offered certificate");
+		if (strlen(t->message) > VALUE_MAX)
+			t->message[VALUE_MAX] = '\0';
+		opd_agent_tls_drop_pending(t);
+		break;
+	default:
+		break;
+	}
+}
+
+void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_t uid[OPD_UID_LEN],
+			    const struct opd_csr_answer *ans)
+{
 	struct opd_agent *a = opd_registry_find(r, uid);
-	struct opd_hash h;
+	struct opd_cert_offer o = {.cert_pem = ans->cert_pem, .ca_pem = ans->ca_pem};
 	struct opd_buf out;
 
 	opd_buf_init(&out);
@@ -601,36 +744,14 @@ void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_
 		opd_session_error_reply(uid, ERR_BAD_REQUEST,
 					ans->message ? ans->message : "the CSR was refused", 0,
 					&out);
-	} else if (ans->status != 0 || ans->cert_pem == NULL) {
+	} else if (ans->status != 0 || ans->cert_pem == NULL || a == NULL ||
+		   opd_session_offer_cert(r, a, &o, 0) != 0) {
 		opd_session_error_reply(uid, ERR_UNAVAILABLE,
 					ans->message ? ans->message : "no node can sign now",
 					ADMIT_RETRY_NS, &out);
 	} else {
-		s.instance_uid.data = (uint8_t *)uid;
-		s.instance_uid.len = OPD_UID_LEN;
-		s.capabilities = r->settings.capabilities;
-		/*
-		 * The hash of our plain offer: an agent that acknowledges this one
-		 * must not be offered the plain one (without its certificate) again.
-		 */
-		settings_hash(r, &h);
-		os.destination_endpoint =
-		    (char *)(r->settings.endpoint ? r->settings.endpoint : "");
-		os.heartbeat_interval_seconds = r->settings.heartbeat_interval_s;
-		tc.cert.data = (uint8_t *)ans->cert_pem;
-		tc.cert.len = strlen(ans->cert_pem);
-		if (ans->ca_pem != NULL) {
-			tc.ca_cert.data = (uint8_t *)ans->ca_pem;
-			tc.ca_cert.len = strlen(ans->ca_pem);
-		}
-		os.certificate = &tc;
-		cso.hash.data = h.b;
-		cso.hash.len = h.len;
-		cso.opamp = &os;
-		s.connection_settings = &cso;
-		(void)opd_wire_encode_s2a(&s, 0, &out);
-		if (a != NULL)
-			a->settings_offered = 1;
+		/* The agent keeps its own key: the offer holds no secret. */
+		(void)append_offer(a, &out);
 	}
 	if (r->csr_sink.deliver != NULL)
 		r->csr_sink.deliver(r->csr_sink.data, token, uid, opd_buf_rptr(&out),
@@ -672,6 +793,28 @@ static int assign_uid(struct opd_registry *r, struct opd_agent *a, uint8_t new_u
 	return 0;
 }
 
+/*
+ * A new connection without the offered certificate: the offer may have been
+ * lost with the old one, so it goes again, a few times at most.
+ */
+static void resend_offer(struct opd_agent *a)
+{
+	struct opd_agent_tls *t = a->tls;
+
+	if (t == NULL || t->pending == NULL ||
+	    (t->offer != OPD_OFFER_OFFERED && t->offer != OPD_OFFER_APPLYING))
+		return;
+	if (t->sends < OPD_OFFER_MAX_SENDS) {
+		t->pending_due = 1;
+		return;
+	}
+	t->offer = OPD_OFFER_FAILED;
+	free(t->message);
+	t->message = opd_xstrdup("the agent reconnected without the offered certificate "
+				 "after every offer");
+	opd_agent_tls_drop_pending(t);
+}
+
 static void bind_conn(struct opd_registry *r, struct opd_agent **bound, struct opd_agent *a,
 		      struct opd_conn *conn, enum opd_transport t)
 {
@@ -680,8 +823,10 @@ static void bind_conn(struct opd_registry *r, struct opd_agent **bound, struct o
 		return;
 	}
 	/* A config in flight on another stream may be lost with it: offer it again. */
-	if (a->conn != conn)
+	if (a->conn != conn) {
 		a->sent_hash.len = 0;
+		resend_offer(a);
+	}
 	/* The connection now speaks for a; the agent it carried before is gone from it. */
 	if (*bound != NULL && *bound != a && (*bound)->conn == conn)
 		mark_disconnected(r, *bound);
@@ -780,10 +925,17 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 		const ProtobufCBinaryData *h =
 		    &m->connection_settings_status->last_connection_settings_hash;
 
-		settings_hash(r, &ours);
 		hash_set(&theirs, h->data, h->len);
-		if (!hash_eq(&ours, &theirs))
-			a->settings_offered = 0;
+		if (a->tls != NULL && a->tls->offer_hash.len != 0) {
+			if (hash_eq(&a->tls->offer_hash, &theirs))
+				take_offer_status(a->tls, m->connection_settings_status);
+			else if (a->tls->pending != NULL)
+				a->tls->pending_due = 1; /* spec: MUST include it again */
+		} else {
+			settings_hash(r, &ours);
+			if (!hash_eq(&ours, &theirs))
+				a->settings_offered = 0;
+		}
 	}
 	if (created || desc_changed || a->desired_gen != r->config_gen)
 		recompute_desired(r, a);
@@ -881,6 +1033,8 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 		s.custom_capabilities = &cc;
 	}
 	(void)encode_with_config(&s, a, cfg, &rc, reply);
+	if (!leaving)
+		(void)append_offer(a, reply);
 	if (!leaving)
 		hand_csr(r, a, m);
 	return 0;

@@ -63,6 +63,33 @@ void opd_session_closed(struct opd_registry *r, struct opd_agent *a, struct opd_
 void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_t uid[OPD_UID_LEN],
 			    const struct opd_csr_answer *ans);
 
+/* A certificate to offer an agent (borrowed strings). */
+struct opd_cert_offer {
+	const char *cert_pem;
+	const char *key_pem; /* server-generated: the agent's new private key; CSR flow: NULL */
+	const char *ca_pem;  /* the trust bundle */
+	uint64_t serial;
+	const char *rotation_id; /* NULL or "" unless for a rotation */
+};
+
+/*
+ * Offer agent a a certificate (spec §3.7): connection_settings with our
+ * endpoint, heartbeat interval and the certificate, under a hash over all of
+ * it. The packed message is kept in a->tls until the agent applies it (it
+ * reconnects presenting the certificate, or reports APPLIED), due with the
+ * next message to the agent and resent on a new connection up to
+ * OPD_OFFER_MAX_SENDS times. 0, or OPD_EINVAL when cert_pem is not a
+ * certificate.
+ */
+int opd_session_offer_cert(struct opd_registry *r, struct opd_agent *a,
+			   const struct opd_cert_offer *o, uint64_t wall_ms);
+
+/* Append a's due offer (a packed ServerToAgent) to out: 1, or 0 when none is due. */
+int opd_session_take_offer(struct opd_agent *a, struct opd_buf *out);
+
+/* Agent a presents the client certificate with SHA-256 fp: an offer of it is applied. */
+void opd_session_cert_presented(struct opd_agent *a, const uint8_t fp[OPD_CERT_FP_LEN]);
+
 /* Append a ServerToAgent carrying only error_response (no instance_uid when uid is NULL). */
 void opd_session_error_reply(const uint8_t *uid, int type, const char *message,
 			     uint64_t retry_after_ns, struct opd_buf *reply);

@@ -7,6 +7,7 @@
 #include "mem.h"
 #include "node.h"
 #include "opamp/v1/opamp.pb-c.h"
+#include "selector.h"
 #include "store.h"
 #include "validate.h"
 
@@ -1151,6 +1152,46 @@ static json_t *health_json(const Opamp__Proto__V1__ComponentHealth *h, int depth
 	return o;
 }
 
+/*
+ * An agent's certificates: the one the cluster issued last (and whether the
+ * agent presents it now), the one it presented on its connection, and the
+ * offer made to it. Rotation progress is computed from this (on any node).
+ */
+static json_t *agent_cert_json(const struct opd_agent *ag)
+{
+	const struct opd_agent_tls *t = ag->tls;
+	json_t *o = json_object(), *offer;
+
+	json_object_set_new(o, "accepts_offers", json_boolean(ag->capabilities & 0x100));
+	json_object_set_new(o, "presented_fingerprint",
+			    t != NULL && t->has_presented ? jhex(t->presented, OPD_CERT_FP_LEN)
+							  : json_null());
+	if (t != NULL && t->issued_serial != 0) {
+		json_object_set_new(o, "serial", ju64(t->issued_serial));
+		json_object_set_new(o, "fingerprint", jhex(t->issued_fp, OPD_CERT_FP_LEN));
+		json_object_set_new(o, "not_after_ms", ju64(t->issued_not_after_ms));
+		json_object_set_new(o, "revoked", json_boolean(t->issued_revoked));
+		json_object_set_new(
+		    o, "in_use",
+		    json_boolean(ag->connected && t->has_presented &&
+				 memcmp(t->presented, t->issued_fp, OPD_CERT_FP_LEN) == 0));
+	}
+	if (t == NULL || t->offer == OPD_OFFER_NONE) {
+		json_object_set_new(o, "offer", json_null());
+		return o;
+	}
+	offer = json_object();
+	json_object_set_new(offer, "state", json_string(opd_offer_state_name(t->offer)));
+	json_object_set_new(offer, "fingerprint", jhex(t->offer_fp, OPD_CERT_FP_LEN));
+	json_object_set_new(offer, "rotation_id", t->rotation_id[0] ? jstr(t->rotation_id)
+								   : json_null());
+	json_object_set_new(offer, "offered_ms", ju64(t->offered_ms));
+	json_object_set_new(offer, "sends", json_integer(t->sends));
+	json_object_set_new(offer, "message", t->message != NULL ? jstr(t->message) : json_null());
+	json_object_set_new(o, "offer", offer);
+	return o;
+}
+
 static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint64_t now)
 {
 	const struct opd_registry *r = a->registry;
@@ -1211,6 +1252,7 @@ static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint6
 	for (size_t i = 0; i < ag->n_custom_caps; i++)
 		json_array_append_new(caps, jstr(ag->custom_caps[i]));
 	json_object_set_new(o, "custom_capabilities", caps);
+	json_object_set_new(o, "certificate", agent_cert_json(ag));
 	return o;
 }
 
@@ -1343,7 +1385,8 @@ static int agents_list(struct opd_admin *a, const struct opd_http_request *req, 
 	json_object_set_new(root, "agents", arr);
 	/* On the public API, merge the other nodes' agents (conn == NULL: a peer asking). */
 	if (conn != NULL && a->ops.fanout_agents != NULL &&
-	    a->ops.fanout_agents(a->ops.data, conn, req, json_incref(root)) == 0) {
+	    a->ops.fanout_agents(a->ops.data, conn, req->query != NULL ? req->query : "",
+				 json_incref(root), NULL, NULL) == 0) {
 		json_decref(root);
 		return OPD_EAGAIN;
 	}
@@ -2042,6 +2085,159 @@ static json_t *rotation_json(const struct opd_rotation_info *r)
 	return o;
 }
 
+/* Certificates issued for one rotation, by agent: {uid: fingerprint} (the newest wins). */
+static int rotation_cert_cb(void *data, const struct opd_cert_info *c)
+{
+	json_t *o = json_object_get(data, "certs");
+
+	if (strcmp(c->rotation_id, json_string_value(json_object_get(data, "id"))) == 0)
+		json_object_set_new(o, c->instance_uid, json_string(c->fingerprint));
+	return 0;
+}
+
+static bool str_eq(json_t *a, const char *b)
+{
+	return json_is_string(a) && b != NULL && strcmp(json_string_value(a), b) == 0;
+}
+
+/*
+ * Where one agent (its JSON, from any node) stands in rotation id, whose
+ * issued certificates are certs: pending (nothing issued yet), offered,
+ * acknowledged (it presents the new certificate, or said it applied it),
+ * failed, or unsupported (it does not accept connection settings).
+ */
+static const char *rotation_state(json_t *ag, const char *id, json_t *certs, const char **message)
+{
+	json_t *cert = json_object_get(ag, "certificate"), *offer = json_object_get(cert, "offer");
+	const char *fp = json_string_value(
+	    json_object_get(certs, json_string_value(json_object_get(ag, "instance_uid"))));
+	json_t *state = json_object_get(offer, "state");
+
+	*message = json_string_value(json_object_get(offer, "message"));
+	if (!json_is_true(json_object_get(cert, "accepts_offers"))) {
+		*message = "the agent does not accept connection settings";
+		return "unsupported";
+	}
+	if (fp == NULL)
+		return str_eq(json_object_get(offer, "rotation_id"), id) && str_eq(state, "failed")
+			   ? "failed"
+			   : "pending";
+	if (str_eq(json_object_get(cert, "presented_fingerprint"), fp) ||
+	    (str_eq(json_object_get(offer, "fingerprint"), fp) && str_eq(state, "applied")))
+		return "acknowledged";
+	if (str_eq(json_object_get(offer, "fingerprint"), fp) && str_eq(state, "failed"))
+		return "failed";
+	return "offered";
+}
+
+/* Append s percent-encoded (everything but RFC 3986's unreserved characters). */
+static void url_encode(struct opd_buf *out, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~')
+			opd_buf_append_byte(out, ch);
+		else
+			opd_buf_appendf(out, "%%%02X", ch);
+	}
+}
+
+/* The rotation's progress over every agent it matches (merged from every node). */
+static void rotation_shape(struct opd_admin *a, json_t *merged, json_t *arg,
+			   struct opd_admin_response *resp)
+{
+	static const char *const states[] = {"pending", "offered", "acknowledged", "failed",
+					     "unsupported"};
+	json_t *out = json_deep_copy(json_object_get(arg, "rotation"));
+	json_t *progress = json_object(), *list = json_array(), *ag;
+	const char *id = json_string_value(json_object_get(arg, "id"));
+	size_t i, counts[5] = {0};
+
+	(void)a;
+	json_array_foreach(json_object_get(merged, "agents"), i, ag)
+	{
+		const char *msg, *st = rotation_state(ag, id, json_object_get(arg, "certs"), &msg);
+		json_t *item = json_object();
+		size_t k;
+
+		for (k = 0; k < 5 && strcmp(states[k], st) != 0; k++)
+			;
+		counts[k]++;
+		json_object_set(item, "instance_uid", json_object_get(ag, "instance_uid"));
+		json_object_set_new(item, "state", json_string(st));
+		json_object_set_new(item, "connected",
+				    json_boolean(json_is_true(json_object_get(ag, "connected"))));
+		json_object_set_new(item, "message", msg != NULL ? jstr(msg) : json_null());
+		json_array_append_new(list, item);
+	}
+	json_object_set_new(progress, "matched", json_integer((json_int_t)json_array_size(list)));
+	for (size_t k = 0; k < 5; k++)
+		json_object_set_new(progress, states[k], json_integer((json_int_t)counts[k]));
+	json_object_set_new(progress, "complete",
+			    json_boolean(counts[0] == 0 && counts[1] == 0 &&
+					 !json_is_true(json_object_get(merged, "partial"))));
+	json_object_set_new(out, "progress", progress);
+	json_object_set_new(out, "agents", list);
+	json_object_set(out, "partial", json_object_get(merged, "partial"));
+	reply(resp, 200, out);
+}
+
+/* GET /api/v1/rotations/{id}: the rotation and where every agent it matches stands. */
+static int rotation_get(struct opd_admin *a, const char *id, void *conn,
+			struct opd_admin_response *resp)
+{
+	struct opd_rotation_info r;
+	struct opd_buf query;
+	json_t *arg, *local, *arr;
+	struct opd_list *pos;
+	uint64_t now = opd_clock_now(a->clock);
+	int rc = opd_store_get_rotation(&a->configs->store, id, &r);
+
+	if (rc != 0) {
+		reply_store_error(resp, rc);
+		return 0;
+	}
+	arg = json_pack("{s:o, s:s, s:o}", "rotation", rotation_json(&r), "id", r.id, "certs",
+			json_object());
+	if (opd_store_foreach_certificate(&a->configs->store, NULL, rotation_cert_cb, arg) < 0) {
+		json_decref(arg);
+		opd_rotation_info_fini(&r);
+		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
+		return 0;
+	}
+	arr = json_array();
+	opd_list_foreach(pos, &a->registry->agents)
+	{
+		const struct opd_agent *ag = opd_container_of(pos, struct opd_agent, link);
+		if (opd_selector_match(&r.selector, ag))
+			json_array_append_new(arr, agent_json(a, ag, now));
+	}
+	local = json_pack("{s:o}", "agents", arr);
+	/* The other nodes' agents, by the same selector (attr.KEY=VALUE filters). */
+	opd_buf_init(&query);
+	for (size_t i = 0; i < r.selector.n; i++) {
+		opd_buf_appendf(&query, "%sattr.", i ? "&" : "");
+		url_encode(&query, r.selector.v[i].key);
+		opd_buf_append_byte(&query, '=');
+		url_encode(&query, r.selector.v[i].value);
+	}
+	opd_buf_append_byte(&query, 0);
+	opd_rotation_info_fini(&r);
+	if (conn != NULL && a->ops.fanout_agents != NULL &&
+	    a->ops.fanout_agents(a->ops.data, conn, (const char *)opd_buf_rptr(&query),
+				 json_incref(local), rotation_shape, json_incref(arg)) == 0) {
+		rc = OPD_EAGAIN;
+	} else {
+		json_object_set_new(local, "partial", json_false());
+		rotation_shape(a, local, arg, resp);
+		rc = 0;
+	}
+	opd_buf_fini(&query);
+	json_decref(local);
+	json_decref(arg);
+	return rc;
+}
+
 static int rotation_list_cb(void *data, const struct opd_rotation_info *r)
 {
 	json_array_append_new(data, rotation_json(r));
@@ -2188,20 +2384,11 @@ static int route_certs(struct opd_admin *a, const struct opd_http_request *req, 
 			return rc;
 		return rotation_start(a, req, conn, resp);
 	} else if (n == 4) {
-		struct opd_rotation_info r;
-
 		if (!get) {
 			reply_method(resp, "GET");
 			return 0;
 		}
-		rc = opd_store_get_rotation(&a->configs->store, seg[3], &r);
-		if (rc != 0) {
-			reply_store_error(resp, rc);
-			return 0;
-		}
-		reply(resp, 200, rotation_json(&r));
-		opd_rotation_info_fini(&r);
-		return 0;
+		return rotation_get(a, seg[3], conn, resp);
 	}
 	reply_not_found(resp);
 	return 0;
@@ -2283,7 +2470,7 @@ static int internal_csr(struct opd_admin *a, const struct opd_http_request *req,
 {
 	uint8_t id[OPD_REQUEST_ID_LEN], uid[16];
 	struct admin_call *c;
-	const char *hex, *csr;
+	const char *hex, *csr, *reason, *rotation;
 	json_t *root;
 	int rc;
 
@@ -2295,10 +2482,18 @@ static int internal_csr(struct opd_admin *a, const struct opd_http_request *req,
 		return 0;
 	hex = json_string_value(json_object_get(root, "instance_uid"));
 	csr = json_string_value(json_object_get(root, "csr"));
+	reason = json_string_value(json_object_get(root, "reason"));
+	rotation = json_string_value(json_object_get(root, "rotation_id"));
+	if (reason == NULL)
+		reason = "csr"; /* a node of the previous release */
 	if (hex == NULL || strlen(hex) != 32 || opd_hex_decode(hex, uid, sizeof uid) != 0 ||
-	    csr == NULL) {
+	    csr == NULL ||
+	    (strcmp(reason, "csr") != 0 && strcmp(reason, "server") != 0 &&
+	     strcmp(reason, "renewal") != 0 && strcmp(reason, "rotation") != 0) ||
+	    (rotation != NULL && strlen(rotation) > OPD_STORE_ROTATION_ID_MAX)) {
 		reply_error(resp, 400, "invalid_argument",
-			    "need \"instance_uid\" (32 hex digits) and \"csr\" (PEM)");
+			    "need \"instance_uid\" (32 hex digits) and \"csr\" (PEM); \"reason\" "
+			    "is csr, server, renewal or rotation");
 		json_decref(root);
 		return 0;
 	}
@@ -2306,7 +2501,9 @@ static int internal_csr(struct opd_admin *a, const struct opd_http_request *req,
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	rc = call_started(c,
 			  opd_certs_issue_csr(a->certs, uid, (const uint8_t *)csr, strlen(csr),
-					      "csr", NULL, "agent", id, cert_call_done, c),
+					      reason, rotation != NULL && rotation[0] ? rotation : NULL,
+					      strcmp(reason, "csr") == 0 ? "agent" : "server", id,
+					      cert_call_done, c),
 			  resp);
 	json_decref(root);
 	return rc;

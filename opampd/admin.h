@@ -32,6 +32,12 @@ struct opd_admin_response {
 	struct opd_buf body;
 };
 
+struct opd_admin;
+
+/* Makes a response out of every node's agents (see fanout_agents). */
+typedef void (*opd_admin_shape)(struct opd_admin *a, json_t *merged, json_t *arg,
+				struct opd_admin_response *resp);
+
 /* Hooks into the daemon's wiring (all optional: NULL in unit tests). */
 struct opd_admin_ops {
 	/* Deliver a deferred response to conn. resp is borrowed for the call. */
@@ -47,12 +53,16 @@ struct opd_admin_ops {
 	int (*cluster)(void *data, void *conn, const struct opd_http_request *req, const char *sub,
 		       struct opd_admin_response *resp);
 	/*
-	 * Merge other nodes' agents into a local list (GET /api/v1/agents):
-	 * take local (a {"agents": [...]} object, stolen) and answer conn through
-	 * complete; return 0, or non-zero when there is nothing to merge with.
+	 * Merge other nodes' agents into a local list: ask every other member for
+	 * GET /internal/v1/agents?query, take local (a {"agents": [...]} object,
+	 * stolen), and answer conn through complete with the merged object
+	 * ({"agents", "count", "partial"[, "unreachable"]}), or with what
+	 * shape(admin, merged, shape_arg, resp) makes of it when shape is not
+	 * NULL (shape_arg stolen). Return 0, or non-zero when there is nothing to
+	 * merge with (local and shape_arg are released then).
 	 */
-	int (*fanout_agents)(void *data, void *conn, const struct opd_http_request *req,
-			     json_t *local);
+	int (*fanout_agents)(void *data, void *conn, const char *query, json_t *local,
+			     opd_admin_shape shape, json_t *shape_arg);
 	/*
 	 * POST /api/v1/tls/reload: reload this node's server certificates (and
 	 * agent tokens) from their files. Returns what is served now (a JSON

@@ -595,9 +595,10 @@ int opd_certs_issue_csr(struct opd_certs *c, const uint8_t uid[16], const uint8_
 	char msg[256];
 	int rc;
 
-	if (!reason_ok(reason, "csr") ||
+	/* "server": a key this server made for the agent, signed through its own CSR. */
+	if ((!reason_ok(reason, "csr") && (reason == NULL || strcmp(reason, "server") != 0)) ||
 	    (rotation_id != NULL && strlen(rotation_id) > OPD_STORE_ROTATION_ID_MAX)) {
-		refuse(OPD_EINVAL, "reason must be csr, renewal or rotation", cb, data);
+		refuse(OPD_EINVAL, "reason must be csr, server, renewal or rotation", cb, data);
 		return 0;
 	}
 	/* Checked before anything else: a bad CSR gets the same clear answer on any node. */

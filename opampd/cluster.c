@@ -98,6 +98,8 @@ struct pending {
 	struct opd_cluster *c;
 	void *conn;
 	/* fan-out */
+	opd_admin_shape shape; /* NULL: answer with the merged agents */
+	json_t *shape_arg;
 	json_t *local;
 	json_t *lists;       /* array of remote agent arrays */
 	json_t *unreachable; /* array of member ids */
@@ -136,6 +138,7 @@ static void pending_free(struct pending *p)
 		opd_admin_response_fini(&p->held);
 	opd_list_remove(&p->link);
 	json_decref(p->local);
+	json_decref(p->shape_arg);
 	json_decref(p->lists);
 	json_decref(p->unreachable);
 	free(p);
@@ -359,7 +362,12 @@ static void fanout_finish(struct pending *p)
 	if (json_array_size(p->unreachable) > 0)
 		json_object_set(root, "unreachable", p->unreachable);
 	opd_admin_response_init(&resp);
-	set_json(&resp, 200, root);
+	if (p->shape != NULL) {
+		p->shape(p->c->admin, root, p->shape_arg, &resp);
+		json_decref(root);
+	} else {
+		set_json(&resp, 200, root);
+	}
 	answer(p, &resp);
 	opd_admin_response_fini(&resp);
 	pending_free(p);
@@ -392,7 +400,8 @@ static void fanout_done(void *data, int status, const char *content_type, const 
 		fanout_finish(p);
 }
 
-static int fanout_agents(void *data, void *conn, const struct opd_http_request *req, json_t *local)
+static int fanout_agents(void *data, void *conn, const char *query, json_t *local,
+			 opd_admin_shape shape, json_t *shape_arg)
 {
 	struct opd_cluster *c = data;
 	struct opd_node_status st;
@@ -401,12 +410,15 @@ static int fanout_agents(void *data, void *conn, const struct opd_http_request *
 	const char *headers[2] = {auth, NULL};
 
 	opd_node_status(c->node, &st);
-	if (st.n_members <= 1) {
+	if (st.n_members <= 1 || strlen(query) > 1000) {
 		json_decref(local);
+		json_decref(shape_arg);
 		return -1;
 	}
 	p = pending_new(c, conn);
 	p->local = local;
+	p->shape = shape;
+	p->shape_arg = shape_arg;
 	p->lists = json_array();
 	p->unreachable = json_array();
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->admin->peer_token);
@@ -421,8 +433,8 @@ static int fanout_agents(void *data, void *conn, const struct opd_http_request *
 			json_array_append_new(p->unreachable, json_integer((json_int_t)id));
 			continue;
 		}
-		snprintf(url, sizeof(url), "%s/internal/v1/agents%s%s", base,
-			 req->query[0] ? "?" : "", req->query);
+		snprintf(url, sizeof(url), "%s/internal/v1/agents%s%s", base, query[0] ? "?" : "",
+			 query);
 		r = opd_xcalloc(1, sizeof(*r));
 		r->p = p;
 		r->id = id;

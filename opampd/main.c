@@ -58,6 +58,11 @@ static void usage(FILE *f)
 	    "  --ca-key FILE              its private key (PEM, mode 0600)\n"
 	    "  --cert-lifetime DURATION   lifetime of issued agent certificates: seconds, or\n"
 	    "                             a number with s, m, h or d (default 90d)\n"
+	    "  --cert-renew-at SHARE      agents are offered a new certificate once theirs has\n"
+	    "                             lived this share of its lifetime (default 0.67)\n"
+	    "  --offer-agent-certs on|off offer a server-generated key and certificate to\n"
+	    "                             agents that accept connection settings and have none\n"
+	    "                             (default off)\n"
 	    "  --log-level LEVEL          debug, info, warn or error (default info)\n"
 	    "  --ready-file PATH          write the bound ports as JSON once listening\n");
 }
@@ -235,6 +240,16 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		o->ca_key = keep(v);
 	else if (strcmp(name, "cert-lifetime") == 0)
 		return parse_duration(v, &o->cert_lifetime_s);
+	else if (strcmp(name, "cert-renew-at") == 0) {
+		char *end;
+		o->cert_renew_share = strtod(v, &end);
+		return *end || !(o->cert_renew_share >= 0.1 && o->cert_renew_share <= 0.95) ? -1
+											     : 0;
+	} else if (strcmp(name, "offer-agent-certs") == 0) {
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+			return -1;
+		o->offer_agent_certs = strcmp(v, "on") == 0;
+	}
 	else if (strcmp(name, "log-level") == 0)
 		return opd_log_parse_level(v, level) == 0 ? 0 : -1;
 	else if (strcmp(name, "ready-file") == 0)

@@ -30,6 +30,7 @@ void opd_server_options_default(struct opd_server_options *o)
 	    .max_conns = 100000,
 	    .node_id = 1,
 	    .raft_listen = "127.0.0.1:4322",
+	    .cert_renew_share = OPD_OFFERS_RENEW_SHARE,
 	};
 }
 
@@ -423,6 +424,7 @@ static void on_tick(uv_timer_t *t)
 	flush_agents(s);
 	/* A new leader registers the fleet CA, and says so when it cannot sign. */
 	opd_certs_tick(&s->certs);
+	opd_cert_offers_tick(&s->offers);
 	opd_endpoint_tick(&s->endpoint);
 }
 
@@ -485,15 +487,73 @@ static int tls_check_options(const struct opd_server_options *o, char *errmsg)
 				  "--opamp-mtls %s needs TLS on the OpAMP listener "
 				  "(--opamp-tls-cert, --opamp-tls-key)",
 				  opd_tls_verify_name(o->opamp_mtls));
-	else if (o->opamp_mtls != OPD_TLS_VERIFY_OFF && o->opamp_client_ca == NULL)
-		opd_errmsg_printf(errmsg, "--opamp-mtls %s needs --opamp-client-ca",
-				  opd_tls_verify_name(o->opamp_mtls));
 	else if (o->opamp_mtls == OPD_TLS_VERIFY_OFF && o->opamp_client_ca != NULL)
 		opd_errmsg_printf(errmsg,
 				  "--opamp-client-ca needs --opamp-mtls optional or required");
 	else
 		return 0;
 	return OPD_EINVAL;
+}
+
+/*
+ * mTLS without --opamp-client-ca trusts the fleet CA: every CA not retired in
+ * the replicated state (both during a CA rotation's overlap), or this node's
+ * own CA before the first is registered, kept in DATA_DIR/agent-ca.pem.
+ * Returns 1 when the file changed, 0 when not, or a negative code.
+ */
+static int write_fleet_trust(struct opd_server *s)
+{
+	struct opd_buf b;
+	char tmp[sizeof s->fleet_trust + 8], old[16384];
+	FILE *f;
+	size_t n = 0;
+	int rc;
+
+	opd_buf_init(&b);
+	rc = opd_certs_bundle(&s->certs, &b);
+	if (rc == OPD_ENOTFOUND && s->certs.n_keys > 0) {
+		opd_buf_append(&b, s->certs.keys[0].cert_pem, strlen(s->certs.keys[0].cert_pem));
+		rc = 0;
+	}
+	if (rc != 0) {
+		opd_buf_fini(&b);
+		return rc;
+	}
+	if ((f = fopen(s->fleet_trust, "r")) != NULL) {
+		n = fread(old, 1, sizeof old, f);
+		fclose(f);
+	}
+	if (n == opd_buf_avail(&b) && memcmp(old, opd_buf_rptr(&b), n) == 0) {
+		opd_buf_fini(&b);
+		return 0;
+	}
+	snprintf(tmp, sizeof tmp, "%s.tmp", s->fleet_trust);
+	f = fopen(tmp, "w");
+	rc = f != NULL && fwrite(opd_buf_rptr(&b), 1, opd_buf_avail(&b), f) == opd_buf_avail(&b);
+	if (f != NULL && fclose(f) != 0)
+		rc = 0;
+	opd_buf_fini(&b);
+	if (!rc || rename(tmp, s->fleet_trust) != 0) {
+		log_error("cannot write %s: %s", s->fleet_trust, strerror(errno));
+		return OPD_EIO;
+	}
+	return 1;
+}
+
+static json_t *reload_tls(void *data, char *errmsg);
+
+/* Certificates, CAs or rotations changed in the replicated state. */
+static void certs_changed(void *data, const struct opd_apply_result *res)
+{
+	struct opd_server *s = data;
+	char err[OPD_ERRMSG_SIZE];
+
+	(void)res;
+	opd_cert_offers_changed(&s->offers);
+	if (s->fleet_trust[0] != '\0' && write_fleet_trust(s) == 1) {
+		log_info("agent client CAs changed: reloading the OpAMP listener's trust");
+		json_decref(reload_tls(s, err));
+	}
 }
 
 /* Read every configured file. 0, or OPD_EINVAL with errmsg naming the file (nothing kept). */
@@ -712,6 +772,8 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		opd_errmsg_printf(s->errmsg, "%s", s->certs.errmsg);
 		return rc;
 	}
+	s->certs.changed = certs_changed;
+	s->certs.changed_data = s;
 	if (s->certs.n_keys > 0)
 		log_info("fleet CA main=%s not_after=%llu keys_here=%zu",
 			 s->certs.keys[0].fingerprint,
@@ -761,6 +823,16 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	log_info("loaded agents count=%d", rc);
 
 	opd_endpoint_init(&s->endpoint, &s->registry, &opd_clock_system);
+	opd_cert_offers_init(&s->offers);
+	s->offers.csr = &s->csr;
+	s->offers.certs = &s->certs;
+	s->offers.registry = &s->registry;
+	s->offers.endpoint = &s->endpoint;
+	s->offers.clock = &opd_clock_system;
+	s->offers.renew_share = o->cert_renew_share;
+	s->offers.enroll = o->offer_agent_certs;
+	s->endpoint.auth.cert_check = opd_cert_offers_check;
+	s->endpoint.auth.cert_data = &s->offers;
 	s->admin.configs = &s->configs;
 	s->admin.certs = &s->certs;
 	s->admin.registry = &s->registry;
@@ -781,7 +853,19 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	lim.ws_timeout_ms = o->heartbeat_s * 1000 * 4 + 30000;
 	struct opd_listener_handler h = opd_endpoint_handler(&s->endpoint);
 	struct tls_set tls;
-	rc = tls_set_load(o, &tls, s->errmsg);
+	if (o->opamp_mtls != OPD_TLS_VERIFY_OFF && o->opamp_client_ca == NULL) {
+		snprintf(s->fleet_trust, sizeof s->fleet_trust, "%s/agent-ca.pem", o->data_dir);
+		if (write_fleet_trust(s) < 0) {
+			opd_errmsg_printf(s->errmsg,
+					  "--opamp-mtls %s needs --opamp-client-ca, or a fleet CA "
+					  "(--ca-cert) to trust",
+					  opd_tls_verify_name(o->opamp_mtls));
+			return OPD_EINVAL;
+		}
+		s->opt.opamp_client_ca = s->fleet_trust;
+	}
+	rc = tls_set_load(&s->opt, &tls, s->errmsg);
+
 	if (rc != 0)
 		return rc;
 	s->endpoint.auth.tokens = &s->agent_tokens;
@@ -816,7 +900,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		tls_log("serving", "admin", tls.admin);
 	if (o->opamp_mtls != OPD_TLS_VERIFY_OFF)
 		log_info("agent client certificates mode=%s ca=%s",
-			 opd_tls_verify_name(o->opamp_mtls), o->opamp_client_ca);
+			 opd_tls_verify_name(o->opamp_mtls), s->opt.opamp_client_ca);
 	if (tls.has_tokens)
 		log_info("agents need a bearer token count=%zu file=%s", tls.tokens.n,
 			 o->agent_token_file);
@@ -861,6 +945,7 @@ int opd_server_run(struct opd_server *s)
 	opd_agentdb_close(&s->agentdb);
 	opd_admin_fini(&s->admin);
 	opd_registry_fini(&s->registry);
+	opd_cert_offers_fini(&s->offers);
 	opd_certs_fini(&s->certs);
 	opd_configs_close(&s->configs);
 	opd_signer_fini(&s->signer);

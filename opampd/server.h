@@ -11,6 +11,7 @@
 #include "admin.h"
 #include "agentdb.h"
 #include "certs.h"
+#include "cert_offers.h"
 #include "cluster.h"
 #include "configs.h"
 #include "csr.h"
@@ -47,6 +48,8 @@ struct opd_server_options {
 	 * single node). */
 	const char *ca_cert, *ca_key;
 	uint64_t cert_lifetime_s; /* agent certificates; 0: 90 days */
+	double cert_renew_share;  /* renewed after this share of their lifetime (default 0.6667) */
+	int offer_agent_certs;    /* offer certificates to agents without one (default 0) */
 };
 
 struct opd_server {
@@ -62,6 +65,8 @@ struct opd_server {
 	struct opd_node *node;
 	struct opd_cluster cluster;
 	struct opd_csr csr; /* the agents' CSR flow */
+	struct opd_cert_offers offers; /* certificates the server offers */
+	char fleet_trust[4200];        /* mTLS without --opamp-client-ca: the fleet CAs, a file */
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
 	uv_timer_t tick; /* registry sweep and agent persistence */

@@ -104,6 +104,23 @@ int opd_tca_write_ca(const struct opd_tca *ca, const char *path)
 	return write_cert(ca->cert, path);
 }
 
+static int write_key(void *key, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (f == NULL)
+		return -1;
+	chmod(path, 0600);
+	ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+	return fclose(f) == 0 && ok == 1 ? 0 : -1;
+}
+
+int opd_tca_write_key(const struct opd_tca *ca, const char *path)
+{
+	return write_key(ca->key, path);
+}
+
 int opd_tca_issue(const struct opd_tca *ca, const struct opd_tca_leaf *leaf, const char *cert_path,
 		  const char *key_path)
 {
@@ -111,8 +128,7 @@ int opd_tca_issue(const struct opd_tca *ca, const struct opd_tca_leaf *leaf, con
 	long nb = leaf->not_before_s, na = leaf->not_after_s;
 	char san[512];
 	X509 *x;
-	FILE *f;
-	int rc = -1, ok;
+	int rc = -1;
 
 	if (key == NULL)
 		return -1;
@@ -138,13 +154,7 @@ int opd_tca_issue(const struct opd_tca *ca, const struct opd_tca_leaf *leaf, con
 		goto out;
 	if (write_cert(x, cert_path) != 0)
 		goto out;
-	f = fopen(key_path, "w");
-	if (f == NULL)
-		goto out;
-	chmod(key_path, 0600);
-	ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-	if (fclose(f) == 0 && ok == 1)
-		rc = 0;
+	rc = write_key(key, key_path);
 out:
 	X509_free(x);
 	EVP_PKEY_free(key);

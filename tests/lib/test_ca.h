@@ -33,6 +33,9 @@ void opd_tca_fini(struct opd_tca *ca);
 /* Write the CA certificate (PEM) to path. 0 or -1. */
 int opd_tca_write_ca(const struct opd_tca *ca, const char *path);
 
+/* Write the CA's private key (PEM, 0600) to path, for a daemon that signs with it. 0 or -1. */
+int opd_tca_write_key(const struct opd_tca *ca, const char *path);
+
 /* Issue a certificate and key and write them to cert_path and key_path (0600). 0 or -1. */
 int opd_tca_issue(const struct opd_tca *ca, const struct opd_tca_leaf *leaf, const char *cert_path,
 		  const char *key_path);

@@ -5,6 +5,7 @@
  */
 #include "err.h"
 #include "session.h"
+#include "test_ca.h"
 
 #include <openssl/evp.h>
 #include <setjmp.h>
@@ -1187,9 +1188,36 @@ struct fake_csr {
 	size_t len;
 };
 
+/* A real agent certificate (PEM, static): offers carry its SHA-256. */
+static const char *leaf_pem(void)
+{
+	static char pem[8192];
+	struct opd_tca ca;
+	struct opd_tca_leaf leaf = {.cn = "0102030405060708090a0b0c0d0e0f10"};
+	char dir[256], cert[300], key[300];
+	FILE *fp;
+	size_t n;
+
+	if (pem[0] != '\0')
+		return pem;
+	assert_int_equal(opd_tca_tmpdir(dir, sizeof dir), 0);
+	snprintf(cert, sizeof cert, "%s/leaf.pem", dir);
+	snprintf(key, sizeof key, "%s/leaf.key", dir);
+	assert_int_equal(opd_tca_init(&ca, "test CA", OPD_TCA_EC), 0);
+	assert_int_equal(opd_tca_issue(&ca, &leaf, cert, key), 0);
+	fp = fopen(cert, "r");
+	assert_non_null(fp);
+	n = fread(pem, 1, sizeof pem - 1, fp);
+	pem[n] = '\0';
+	fclose(fp);
+	opd_tca_fini(&ca);
+	opd_tca_rmdir(dir);
+	return pem;
+}
+
 static void csr_answer(struct fake_csr *f, int mode)
 {
-	struct opd_csr_answer ok = {0, "-----BEGIN CERTIFICATE-----\nleaf\n", "CA PEM", NULL};
+	struct opd_csr_answer ok = {0, leaf_pem(), "CA PEM", NULL};
 	struct opd_csr_answer bad = {OPD_EINVAL, NULL, NULL,
 				     "the CSR's key is RSA with 1024 bits: too weak"};
 	struct opd_csr_answer un = {OPD_EIO, NULL, NULL, "no quorum"};
@@ -1288,8 +1316,7 @@ static void test_csr_async_issue(void **state)
 	assert_string_equal(s->connection_settings->opamp->destination_endpoint,
 			    "wss://opampd.example:4320/v1/opamp");
 	assert_non_null(s->connection_settings->opamp->certificate);
-	assert_int_equal(s->connection_settings->opamp->certificate->cert.len,
-			 strlen("-----BEGIN CERTIFICATE-----\nleaf\n"));
+	assert_int_equal(s->connection_settings->opamp->certificate->cert.len, strlen(leaf_pem()));
 	assert_memory_equal(s->connection_settings->opamp->certificate->ca_cert.data, "CA PEM", 6);
 	assert_int_equal(s->connection_settings->opamp->certificate->private_key.len, 0);
 	s2a_free(s);
