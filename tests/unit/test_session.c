@@ -8,6 +8,8 @@
 #include "test_ca.h"
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1391,6 +1393,182 @@ static void test_csr_without_port(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* ------------------------------------------------------- certificate offers */
+
+static void leaf_fp(uint8_t fp[OPD_CERT_FP_LEN])
+{
+	BIO *b = BIO_new_mem_buf(leaf_pem(), -1);
+	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	unsigned int n = 0;
+
+	assert_non_null(x);
+	assert_int_equal(X509_digest(x, EVP_sha256(), fp, &n), 1);
+	X509_free(x);
+	BIO_free(b);
+}
+
+static const struct opd_cert_offer server_offer = {
+    .key_pem = "-----BEGIN PRIVATE KEY-----\nnot a real one\n-----END PRIVATE KEY-----\n",
+    .ca_pem = "CA PEM",
+    .serial = 7,
+    .rotation_id = "r1"};
+
+/* A connected agent that accepts connection settings, with a certificate offered to it. */
+static struct opd_agent *offered_agent(struct fx *x, struct opd_hash *plain_hash)
+{
+	struct opd_cert_offer o = server_offer;
+	struct msg b;
+	opd_s2a *s;
+	struct opd_agent *a;
+
+	o.cert_pem = leaf_pem();
+	msg_init(&b, UID1, 16, 0, C_STATUS | C_HEARTBEAT | C_OPAMP_SETTINGS);
+	msg_desc(&b);
+	s = send_ws(x, &b);
+	assert_non_null(s->connection_settings); /* the plain offer (heartbeat interval) */
+	plain_hash->len = (uint8_t)s->connection_settings->hash.len;
+	memcpy(plain_hash->b, s->connection_settings->hash.data, plain_hash->len);
+	s2a_free(s);
+	a = agent(x, UID1);
+	assert_int_equal(opd_session_offer_cert(&x->r, a, &o, WALL0), 0);
+	assert_int_equal(a->tls->offer, OPD_OFFER_OFFERED);
+	assert_true(a->tls->pending_due);
+	return a;
+}
+
+/* The offer as the agent would get it from a push. */
+static opd_s2a *take(struct opd_agent *a)
+{
+	struct opd_buf out;
+	opd_s2a *s = NULL;
+
+	opd_buf_init(&out);
+	if (opd_session_take_offer(a, &out) == 1)
+		s = opamp__proto__v1__server_to_agent__unpack(NULL, opd_buf_avail(&out),
+							      opd_buf_rptr(&out));
+	opd_buf_fini(&out);
+	return s;
+}
+
+static opd_s2a *send_cs_status(struct fx *x, uint64_t seq, const struct opd_hash *h, int status,
+			       int *conn)
+{
+	struct msg b;
+
+	msg_init(&b, UID1, 16, seq, C_STATUS | C_HEARTBEAT | C_OPAMP_SETTINGS);
+	opamp__proto__v1__connection_settings_status__init(&b.css);
+	b.css.last_connection_settings_hash.data = (uint8_t *)h->b;
+	b.css.last_connection_settings_hash.len = h->len;
+	b.css.status = status;
+	b.css.error_message = status == 3 ? "cannot write the key file" : "";
+	b.m.connection_settings_status = &b.css;
+	return send_msg(x, &b, OPD_TRANSPORT_WS, conn, NULL);
+}
+
+static void test_offer_carries_cert_key_and_own_hash(void **state)
+{
+	struct fx *x = *state;
+	struct opd_hash plain;
+	struct opd_agent *a = offered_agent(x, &plain);
+	opd_s2a *s = take(a);
+	const Opamp__Proto__V1__TLSCertificate *tc;
+
+	assert_non_null(s);
+	assert_non_null(s->connection_settings);
+	assert_int_equal(s->connection_settings->hash.len, 32);
+	/* Not the plain offer's hash: an opamp-go agent would skip the offer as seen. */
+	assert_true(memcmp(s->connection_settings->hash.data, plain.b, 32) != 0);
+	assert_int_equal(s->connection_settings->opamp->heartbeat_interval_seconds, 30);
+	tc = s->connection_settings->opamp->certificate;
+	assert_non_null(tc);
+	assert_int_equal(tc->cert.len, strlen(leaf_pem()));
+	assert_int_equal(tc->private_key.len, strlen(server_offer.key_pem));
+	assert_int_equal(tc->ca_cert.len, 6);
+	s2a_free(s);
+	assert_int_equal(a->tls->sends, 1);
+	assert_null(take(a)); /* sent once, not again by itself */
+}
+
+static void test_offer_status_and_resend(void **state)
+{
+	struct fx *x = *state;
+	struct opd_hash plain, wrong = {.len = 32};
+	struct opd_agent *a = offered_agent(x, &plain);
+	opd_s2a *s = take(a);
+	struct opd_hash offer = a->tls->offer_hash;
+
+	s2a_free(s);
+	/* APPLYING for our offer: noted, nothing resent. */
+	s = send_cs_status(x, 1, &offer, 2, &x->conn_a);
+	assert_int_equal(a->tls->offer, OPD_OFFER_APPLYING);
+	assert_true(s->connection_settings == NULL ||
+		    s->connection_settings->opamp->certificate == NULL);
+	s2a_free(s);
+	/* A status about another offer: ours goes again (the spec's MUST). */
+	s = send_cs_status(x, 2, &wrong, 1, &x->conn_a);
+	assert_non_null(s->connection_settings);
+	assert_non_null(s->connection_settings->opamp->certificate);
+	assert_memory_equal(s->connection_settings->hash.data, offer.b, 32);
+	s2a_free(s);
+	assert_int_equal(a->tls->sends, 2);
+	/* A new connection without the new certificate: the offer goes once more... */
+	s = send_cs_status(x, 3, &wrong, 0, &x->conn_b);
+	assert_non_null(s->connection_settings);
+	assert_non_null(s->connection_settings->opamp->certificate);
+	s2a_free(s);
+	assert_int_equal(a->tls->sends, OPD_OFFER_MAX_SENDS);
+	/* ...and after OPD_OFFER_MAX_SENDS it has failed, with a reason. */
+	s = send_cs_status(x, 4, &plain, 0, &x->conn_a);
+	assert_int_equal(a->tls->offer, OPD_OFFER_FAILED);
+	assert_non_null(a->tls->message);
+	assert_null(a->tls->pending);
+	assert_true(s->connection_settings == NULL ||
+		    s->connection_settings->opamp->certificate == NULL);
+	s2a_free(s);
+}
+
+static void test_offer_applied_by_presenting(void **state)
+{
+	struct fx *x = *state;
+	struct opd_hash plain;
+	struct opd_agent *a = offered_agent(x, &plain);
+	uint8_t fp[OPD_CERT_FP_LEN], other[OPD_CERT_FP_LEN] = {1};
+
+	s2a_free(take(a));
+	opd_session_cert_presented(a, other); /* the old certificate: still waiting */
+	assert_int_equal(a->tls->offer, OPD_OFFER_OFFERED);
+	assert_non_null(a->tls->pending);
+	leaf_fp(fp);
+	opd_session_cert_presented(a, fp);
+	assert_int_equal(a->tls->offer, OPD_OFFER_APPLIED);
+	assert_null(a->tls->pending); /* the private key is gone from memory */
+	assert_memory_equal(a->tls->presented, fp, sizeof fp);
+}
+
+static void test_offer_failed_by_agent(void **state)
+{
+	struct fx *x = *state;
+	struct opd_hash plain;
+	struct opd_agent *a = offered_agent(x, &plain);
+	struct opd_hash offer;
+	opd_s2a *s;
+
+	s2a_free(take(a));
+	offer = a->tls->offer_hash;
+	s = send_cs_status(x, 1, &offer, 3, &x->conn_a);
+	s2a_free(s);
+	assert_int_equal(a->tls->offer, OPD_OFFER_FAILED);
+	assert_string_equal(a->tls->message, "cannot write the key file");
+	assert_null(a->tls->pending);
+	/* Not a certificate: refused, nothing changes. */
+	{
+		struct opd_cert_offer bad = server_offer;
+		bad.cert_pem = "not a certificate";
+		assert_int_equal(opd_session_offer_cert(&x->r, a, &bad, WALL0), OPD_EINVAL);
+		assert_int_equal(a->tls->offer, OPD_OFFER_FAILED);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1420,6 +1598,10 @@ int main(void)
 	    T(test_csr_sync_refused),
 	    T(test_csr_sync_issue_and_unavailable),
 	    T(test_csr_without_port),
+	    T(test_offer_carries_cert_key_and_own_hash),
+	    T(test_offer_status_and_resend),
+	    T(test_offer_applied_by_presenting),
+	    T(test_offer_failed_by_agent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
