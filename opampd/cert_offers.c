@@ -350,6 +350,7 @@ const char *opd_cert_offers_check(void *data, const uint8_t uid[16], const char 
 
 	opd_hex_encode(uid, OPD_UID_LEN, hex);
 	if (opd_store_foreach_certificate(&o->certs->configs->store, &f, match_revoked, &m) < 0)
-		return NULL; /* the TLS chain was verified; a store error does not lock agents out */
+		return NULL; /* the TLS chain was verified; a store error does not lock agents out
+			      */
 	return m.revoked ? "the client certificate is revoked" : NULL;
 }

@@ -22,6 +22,7 @@
 
 #include "admin_client.h"
 #include "agent_client.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "test_ca.h"
 
@@ -76,9 +77,9 @@ static int group_setup(void **state)
 	snprintf(E.fleet_cert, sizeof E.fleet_cert, "%s/fleet.pem", E.dir);
 	snprintf(E.fleet_key, sizeof E.fleet_key, "%s/fleet.key", E.dir);
 	return opd_tca_write_ca(&E.server_ca, E.server_ca_pem) != 0 ||
-			   opd_tca_issue(&E.server_ca, &server, E.server_cert, E.server_key) != 0 ||
-			   opd_tca_write_ca(&E.fleet, E.fleet_cert) != 0 ||
-			   opd_tca_write_key(&E.fleet, E.fleet_key) != 0
+		       opd_tca_issue(&E.server_ca, &server, E.server_cert, E.server_key) != 0 ||
+		       opd_tca_write_ca(&E.fleet, E.fleet_cert) != 0 ||
+		       opd_tca_write_key(&E.fleet, E.fleet_key) != 0
 		   ? -1
 		   : 0;
 }
@@ -97,8 +98,8 @@ static int group_teardown(void **state)
 static struct fx *start(const char *mode, const char *const *more)
 {
 	const char *args[24] = {"--opamp-tls-cert", E.server_cert, "--opamp-tls-key", E.server_key,
-				"--opamp-mtls",	    mode,	   "--ca-cert",	      E.fleet_cert,
-				"--ca-key",	    E.fleet_key};
+				"--opamp-mtls",     mode,          "--ca-cert",       E.fleet_cert,
+				"--ca-key",         E.fleet_key};
 	struct fx *f = calloc(1, sizeof *f);
 	size_t n = 10;
 
@@ -171,7 +172,8 @@ static void write_file(const char *path, const void *p, size_t n, int mode)
 	assert_int_equal(fclose(fp), 0);
 }
 
-static const Opamp__Proto__V1__TLSCertificate *offered_cert(const Opamp__Proto__V1__ServerToAgent *s)
+static const Opamp__Proto__V1__TLSCertificate *
+offered_cert(const Opamp__Proto__V1__ServerToAgent *s)
 {
 	if (s == NULL || s->connection_settings == NULL || s->connection_settings->opamp == NULL ||
 	    s->connection_settings->opamp->certificate == NULL ||
@@ -337,15 +339,16 @@ static void server_generated_then_mtls(void **state)
 		c = agent_cert(f, r.ta.uid_hex);
 	}
 	assert_true(json_is_true(json_object_get(c, "in_use")));
-	assert_string_equal(json_string_value(json_object_get(json_object_get(c, "offer"), "state")),
-			    "applied");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
 	json_decref(c);
 	snprintf(path, sizeof path, "/api/v1/certificates?agent=%s", r.ta.uid_hex);
 	list = api_get(f, path);
 	assert_int_equal(json_array_size(json_object_get(list, "certificates")), 1);
-	assert_string_equal(json_string_value(json_object_get(
-				json_array_get(json_object_get(list, "certificates"), 0), "reason")),
-			    "server");
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(list, "certificates"), 0), "reason")),
+	    "server");
 	/* No private key in what the API returns. */
 	{
 		char *text = json_dumps(list, 0);
@@ -366,8 +369,8 @@ static void server_generated_then_mtls(void **state)
 static void renewal_before_expiry(void **state)
 {
 	/* Renewed 6 s after issuance (the shortest lifetime allowed is a minute). */
-	static const char *const more[] = {"--offer-agent-certs", "on", "--cert-lifetime", "60s",
-					   "--cert-renew-at",	  "0.1", NULL};
+	static const char *const more[] = {
+	    "--offer-agent-certs", "on", "--cert-lifetime", "60s", "--cert-renew-at", "0.1", NULL};
 	struct fx *f = start("optional", more);
 	struct ragent r;
 	char path[160];
@@ -386,8 +389,10 @@ static void renewal_before_expiry(void **state)
 	certs = json_object_get(list, "certificates");
 	assert_int_equal(json_array_size(certs), 2);
 	{
-		const char *r0 = json_string_value(json_object_get(json_array_get(certs, 0), "reason"));
-		const char *r1 = json_string_value(json_object_get(json_array_get(certs, 1), "reason"));
+		const char *r0 =
+		    json_string_value(json_object_get(json_array_get(certs, 0), "reason"));
+		const char *r1 =
+		    json_string_value(json_object_get(json_array_get(certs, 1), "reason"));
 		assert_true((strcmp(r0, "server") == 0 && strcmp(r1, "renewal") == 0) ||
 			    (strcmp(r1, "server") == 0 && strcmp(r0, "renewal") == 0));
 	}
@@ -434,8 +439,8 @@ static long count(json_t *p, const char *k)
  */
 static int rotate_all(struct fx *f, struct ragent *ag, int expect_generation)
 {
-	json_t *j = api_post(f, "/api/v1/rotations", "{\"selector\":{\"service.name\":\"rotated\"}}",
-			     201);
+	json_t *j =
+	    api_post(f, "/api/v1/rotations", "{\"selector\":{\"service.name\":\"rotated\"}}", 201);
 	char id[128];
 	uint64_t t0 = opd_test_now_ms(), next_poll = t0, end = t0 + ROTATION_TIMEOUT_MS;
 	int under_way = 0, done = 0;
@@ -451,9 +456,10 @@ static int rotate_all(struct fx *f, struct ragent *ag, int expect_generation)
 
 			printf("rotation %s at %5llu ms: matched %ld pending %ld offered %ld "
 			       "acknowledged %ld failed %ld unsupported %ld\n",
-			       id, (unsigned long long)(opd_test_now_ms() - t0), count(p, "matched"),
-			       count(p, "pending"), count(p, "offered"), count(p, "acknowledged"),
-			       count(p, "failed"), count(p, "unsupported"));
+			       id, (unsigned long long)(opd_test_now_ms() - t0),
+			       count(p, "matched"), count(p, "pending"), count(p, "offered"),
+			       count(p, "acknowledged"), count(p, "failed"),
+			       count(p, "unsupported"));
 			assert_int_equal(count(p, "matched"), N_ROTATED);
 			assert_int_equal(count(p, "failed"), 0);
 			if (count(p, "acknowledged") > 0 && count(p, "acknowledged") < N_ROTATED)
@@ -564,8 +570,10 @@ static void refused_certificates(void **state)
 	assert_int_equal(ragent_connect(&good), 0);
 	provision(&other);
 	assert_int_equal(ragent_connect(&other), 0);
-	json_decref(api_post(f, "/api/v1/rotations", "{\"selector\":{\"service.name\":\"good\"}}", 201));
-	for (uint64_t end = opd_test_now_ms() + 15000; good.generation < 1 && opd_test_now_ms() < end;)
+	json_decref(
+	    api_post(f, "/api/v1/rotations", "{\"selector\":{\"service.name\":\"good\"}}", 201));
+	for (uint64_t end = opd_test_now_ms() + 15000;
+	     good.generation < 1 && opd_test_now_ms() < end;)
 		(void)ragent_poll(&good, 200);
 	assert_int_equal(good.generation, 1);
 
@@ -631,6 +639,106 @@ static void refused_certificates(void **state)
 	stop(f);
 }
 
+/* ---- a cluster: agents on a follower, signed by the leader, progress from any node ---- */
+
+static json_t *node_get(struct opd_cluster *c, int i, const char *path)
+{
+	struct opd_client_resp r;
+	json_t *j = NULL;
+
+	assert_int_equal(opd_cluster_request(c, i, "GET", path, NULL, NULL, 5000, &r, &j), 200);
+	opd_client_resp_free(&r);
+	return j;
+}
+
+static void cluster_rotation_on_follower(void **state)
+{
+	const char *extra[] = {"--opamp-tls-cert",
+			       E.server_cert,
+			       "--opamp-tls-key",
+			       E.server_key,
+			       "--opamp-mtls",
+			       "optional",
+			       "--ca-cert",
+			       E.fleet_cert,
+			       "--ca-key",
+			       E.fleet_key,
+			       NULL};
+	struct opd_cluster c;
+	struct fx view = {0};
+	struct ragent ag[6];
+	int leader, follower, other;
+	char path[160], id[128];
+	json_t *j, *p = NULL;
+	uint64_t end;
+	bool done = false;
+
+	(void)state;
+	assert_int_equal(opd_cluster_start(&c, 3, extra), 0);
+	leader = opd_cluster_wait_leader(&c, 15000);
+	assert_true(leader >= 0);
+	follower = opd_cluster_follower(&c, leader, 0);
+	other = opd_cluster_follower(&c, leader, 1);
+	view.d = c.nodes[follower].d;
+	/* Five agents that take offers, one that cannot (no AcceptsOpAMPConnectionSettings). */
+	for (int i = 0; i < 6; i++) {
+		ragent_init(&ag[i], &view, "clustered", i);
+		if (i == 5)
+			ag[i].ta.capabilities &= ~0x100u;
+		provision(&ag[i]);
+		assert_int_equal(ragent_connect(&ag[i]), 0);
+	}
+	/* Started on the follower (forwarded to the leader). */
+	{
+		struct opd_client_resp r;
+		assert_int_equal(
+		    opd_cluster_request(&c, follower, "POST", "/api/v1/rotations",
+					"{\"selector\":{\"service.name\":\"clustered\"}}", NULL,
+					5000, &r, &j),
+		    201);
+		opd_client_resp_free(&r);
+	}
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "rotation_id")));
+	json_decref(j);
+	snprintf(path, sizeof path, "/api/v1/rotations/%s", id);
+	for (end = opd_test_now_ms() + 30000; !done && opd_test_now_ms() < end;) {
+		for (int i = 0; i < 6; i++)
+			(void)ragent_poll(&ag[i], 20);
+		/* Progress asked of the third node, which holds none of the agents. */
+		j = node_get(&c, other, path);
+		json_decref(p);
+		p = json_incref(json_object_get(j, "progress"));
+		json_decref(j);
+		done = json_is_true(json_object_get(p, "complete"));
+	}
+	assert_true(done);
+	assert_int_equal(count(p, "matched"), 6);
+	assert_int_equal(count(p, "acknowledged"), 5);
+	assert_int_equal(count(p, "unsupported"), 1);
+	json_decref(p);
+	/* Issued once, by the leader: every node lists the same certificate for agent 0. */
+	snprintf(path, sizeof path, "/api/v1/certificates?agent=%s", ag[0].ta.uid_hex);
+	{
+		json_t *a = node_get(&c, leader, path), *b = node_get(&c, other, path);
+		json_t *ca = json_object_get(a, "certificates"),
+		       *cb = json_object_get(b, "certificates");
+
+		assert_int_equal(json_array_size(ca), 1);
+		assert_int_equal(json_array_size(cb), 1);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_array_get(ca, 0), "fingerprint")),
+		    json_string_value(json_object_get(json_array_get(cb, 0), "fingerprint")));
+		assert_string_equal(
+		    json_string_value(json_object_get(json_array_get(ca, 0), "reason")),
+		    "rotation");
+		json_decref(a);
+		json_decref(b);
+	}
+	for (int i = 0; i < 6; i++)
+		opd_ta_fini(&ag[i].ta);
+	assert_int_equal(opd_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +746,7 @@ int main(void)
 	    cmocka_unit_test(renewal_before_expiry),
 	    cmocka_unit_test(refused_certificates),
 	    cmocka_unit_test(rotation_of_100_and_ca_rotation),
+	    cmocka_unit_test(cluster_rotation_on_follower),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

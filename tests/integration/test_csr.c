@@ -16,6 +16,7 @@
 
 #include "admin_client.h"
 #include "agent_client.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "test_ca.h"
 
@@ -318,6 +319,75 @@ static void test_csr_cluster_follower(void **state)
 	opd_daemon_stop(&d);
 }
 
+/*
+ * A node cut off from the others (both paused) is read-only: an agent's CSR
+ * gets Unavailable with RetryInfo at once, and once the cluster is whole again
+ * no node lists a certificate for the agent.
+ */
+static void test_csr_no_quorum_unavailable(void **state)
+{
+	struct fx *f = *state;
+	struct opd_daemon d = {0};
+	struct fx view = {0};
+	struct opd_ta a;
+	Opamp__Proto__V1__ServerToAgent *s;
+	char cmd[2048], ca[512], key[512];
+	const char *extra[] = {"--ca-cert", ca, "--ca-key", key, NULL};
+	char *csr;
+	uint64_t t0;
+	int read_only = 0;
+
+	snprintf(ca, sizeof ca, "%s/fleet-ca.pem", f->dir);
+	snprintf(key, sizeof key, "%s/fleet-ca.key", f->dir);
+	snprintf(cmd, sizeof cmd,
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
+		 "-out %s -subj /CN=fleet-test -days 30 -addext basicConstraints=critical,CA:TRUE "
+		 "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null && chmod 600 %s",
+		 key, ca, key);
+	assert_int_equal(system(cmd), 0);
+	setenv("OPD_TEST_CLUSTER", "3", 1);
+	assert_int_equal(opd_daemon_start(&d, extra), 0);
+	unsetenv("OPD_TEST_CLUSTER");
+	view.d = d;
+	snprintf(view.dir, sizeof view.dir, "%s", f->dir);
+
+	opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
+	assert_int_equal(opd_ta_ws_connect(&a), 0);
+	/* Cut node 2 (index 1) off: the two others stop. */
+	assert_int_equal(opd_cluster_pause(d.cluster, 0), 0);
+	assert_int_equal(opd_cluster_pause(d.cluster, 2), 0);
+	t0 = opd_test_now_ms();
+	for (uint64_t end = t0 + 10000; !read_only && opd_test_now_ms() < end;) {
+		json_t *st = opd_cluster_status(d.cluster, 1, 2000);
+
+		read_only = json_is_true(json_object_get(st, "read_only"));
+		json_decref(st);
+		if (!read_only)
+			opd_test_pause_ms(100);
+	}
+	assert_true(read_only);
+	printf("node 2 read-only %llu ms after the others stopped\n",
+	       (unsigned long long)(opd_test_now_ms() - t0));
+	csr = make_csr(a.uid_hex, 0);
+	assert_int_equal(send_csr(&a, csr), 0);
+	s = wait_answer(&a);
+	assert_non_null(s);
+	assert_non_null(s->error_response);
+	assert_int_equal(s->error_response->type, 2); /* Unavailable */
+	assert_non_null(s->error_response->retry_info);
+	assert_true(s->error_response->retry_info->retry_after_nanoseconds > 0);
+	printf("CSR on a read-only node: %s\n", s->error_response->error_message);
+	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+	assert_int_equal(opd_cluster_resume(d.cluster, 0), 0);
+	assert_int_equal(opd_cluster_resume(d.cluster, 2), 0);
+	assert_int_equal(opd_cluster_wait_leader(d.cluster, 15000) >= 0, 1);
+	assert_int_equal(opd_cluster_wait_digests(d.cluster, 10000, NULL), 0);
+	assert_int_equal(certificates_of(&view, a.uid_hex), 0);
+	free(csr);
+	opd_ta_fini(&a);
+	opd_daemon_stop(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +395,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_csr_http_poll_waits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_csr_weak_key_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_csr_cluster_follower, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_csr_no_quorum_unavailable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
