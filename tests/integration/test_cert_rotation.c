@@ -1,5 +1,7 @@
 /*
- * Certificates the server offers, against the real daemon over TLS (issue 4):
+ * Certificates over TLS against the real daemon (issue 4):
+ *  - the agent-initiated CSR flow over TLS, then a reconnection with mTLS and
+ *    the new certificate, which the API shows in use;
  *  - an agent without a certificate is offered a server-generated key and
  *    certificate, `openssl verify` accepts it against the fleet CA, the agent
  *    reconnects with mTLS and the API shows the certificate in use; no private
@@ -27,6 +29,9 @@
 #include "test_ca.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,6 +516,18 @@ static void rotation_of_100_and_ca_rotation(void **state)
 		 json_string_value(json_object_get(json_object_get(ca, "active"), "fingerprint")));
 	json_decref(ca);
 	j = api_post(f, "/api/v1/ca/rotate", "{}", 201);
+	{
+		/* The new CA's key, written by the daemon, is 0600; the answer holds no key. */
+		const char *kf = json_string_value(json_object_get(j, "key_file"));
+		struct stat st;
+		char *text = json_dumps(j, 0);
+
+		assert_non_null(kf);
+		assert_int_equal(stat(kf, &st), 0);
+		assert_int_equal(st.st_mode & 077, 0);
+		assert_null(strstr(text, "PRIVATE KEY"));
+		free(text);
+	}
 	json_decref(j);
 	all_connected(ag); /* the overlap: nobody was dropped by the trust reload */
 	snprintf(bundle, sizeof bundle, "%s/bundle-overlap.pem", E.dir);
@@ -739,9 +756,106 @@ static void cluster_rotation_on_follower(void **state)
 	assert_int_equal(opd_cluster_stop(&c), 0);
 }
 
+/* ---- the agent-initiated CSR flow over TLS, then mTLS with the new certificate ---- */
+
+/* An EC P-256 key written to key_path (0600) and a CSR for CN = cn (PEM, malloc'd). */
+static char *key_and_csr(const char *cn, const char *key_path)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	FILE *fp = fopen(key_path, "w");
+	char *p = NULL, *out;
+	long n;
+
+	assert_non_null(key);
+	assert_non_null(fp);
+	chmod(key_path, 0600);
+	assert_int_equal(PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(fp);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+						    (const unsigned char *)cn, -1, -1, 0),
+			 1);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
+	n = BIO_get_mem_data(b, &p);
+	out = calloc(1, (size_t)n + 1);
+	memcpy(out, p, (size_t)n);
+	BIO_free(b);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+	return out;
+}
+
+static void csr_flow_then_mtls(void **state)
+{
+	struct fx *f = start("optional", NULL);
+	struct ragent r;
+	Opamp__Proto__V1__ConnectionSettingsRequest req =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettingsRequest oreq =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__CertificateRequest creq = OPAMP__PROTO__V1__CERTIFICATE_REQUEST__INIT;
+	const Opamp__Proto__V1__TLSCertificate *tc = NULL;
+	Opamp__Proto__V1__ServerToAgent *s = NULL;
+	struct opd_ta_msg b;
+	char cert[320], key[320], bundle[320];
+	char *csr;
+	json_t *c;
+
+	(void)state;
+	ragent_init(&r, f, "csr-over-tls", 0);
+	assert_int_equal(ragent_connect(&r), 0);
+	snprintf(key, sizeof key, "%s/%s-own.key", E.dir, r.ta.uid_hex);
+	csr = key_and_csr(r.ta.uid_hex, key);
+	opd_ta_msg_init(&b, &r.ta);
+	creq.csr.data = (uint8_t *)csr;
+	creq.csr.len = strlen(csr);
+	oreq.certificate_request = &creq;
+	req.opamp = &oreq;
+	b.msg.connection_settings_request = &req;
+	assert_int_equal(opd_ta_send(&r.ta, &b.msg), 0);
+	for (uint64_t end = opd_test_now_ms() + 8000; tc == NULL && opd_test_now_ms() < end;) {
+		if (s != NULL)
+			opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+		s = opd_ta_recv(&r.ta, 500);
+		tc = offered_cert(s);
+	}
+	assert_non_null(tc);
+	assert_int_equal(tc->private_key.len, 0); /* the agent keeps its own key */
+	snprintf(cert, sizeof cert, "%s/%s-csr.pem", E.dir, r.ta.uid_hex);
+	write_file(cert, tc->cert.data, tc->cert.len, 0644);
+	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+	snprintf(bundle, sizeof bundle, "%s/bundle-csr.pem", E.dir);
+	save_bundle(f, bundle);
+	assert_int_equal(openssl_verify(bundle, cert), 0);
+	/* Reconnect with mTLS, the new certificate and the agent's own key. */
+	ragent_use(&r, cert, key);
+	assert_int_equal(ragent_connect(&r), 0);
+	c = agent_cert(f, r.ta.uid_hex);
+	for (uint64_t end = opd_test_now_ms() + 3000;
+	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
+		opd_test_pause_ms(100);
+		json_decref(c);
+		c = agent_cert(f, r.ta.uid_hex);
+	}
+	assert_true(json_is_true(json_object_get(c, "in_use")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
+	json_decref(c);
+	free(csr);
+	opd_ta_fini(&r.ta);
+	stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(csr_flow_then_mtls),
 	    cmocka_unit_test(server_generated_then_mtls),
 	    cmocka_unit_test(renewal_before_expiry),
 	    cmocka_unit_test(refused_certificates),
