@@ -25,6 +25,8 @@ static const char usage_top[] =
     "       opampd agents   list|show ...                      agents and their health\n"
     "       opampd cluster  status|add|promote|remove|transfer  the raft cluster\n"
     "       opampd rollout  status NAME [--watch]               a configuration's rollout\n"
+    "       opampd certs    list|show|revoke|rotate|rotations|ca\n"
+    "                                                          agent certificates, fleet CA\n"
     "\n"
     "Every command takes these options (after the subcommand):\n"
     "  --url URL            admin API (default: $OPAMPD_URL, else the admin port in\n"
@@ -50,7 +52,8 @@ const char *opd_cli_usage(void)
 int opd_cli_is_command(const char *name)
 {
 	return strcmp(name, "config") == 0 || strcmp(name, "agents") == 0 ||
-	       strcmp(name, "cluster") == 0 || strcmp(name, "rollout") == 0;
+	       strcmp(name, "cluster") == 0 || strcmp(name, "rollout") == 0 ||
+	       strcmp(name, "certs") == 0;
 }
 
 /* ---- options ---- */
@@ -738,6 +741,8 @@ int opd_cli_main(int argc, char **argv)
 		rc = opd_cli_agents(&c, argc, argv);
 	else if (strcmp(argv[0], "cluster") == 0)
 		rc = opd_cli_cluster(&c, argc, argv);
+	else if (strcmp(argv[0], "certs") == 0)
+		rc = opd_cli_certs(&c, argc, argv);
 	else
 		rc = opd_cli_rollout(&c, argc, argv);
 	if (c.curl != NULL)

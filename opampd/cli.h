@@ -1,14 +1,16 @@
 /*
- * The operator's command line: "opampd config|agents|cluster|rollout ..." talks to a node's admin
- * API over HTTP (libcurl, blocking: a CLI has nothing else to do while it waits) and prints
- * tables, or the JSON itself with --json. The admin URL and token come from --url/--token, then
- * OPAMPD_URL/OPAMPD_TOKEN, then the local data directory (--data-dir, default ./opampd-data:
- * its admin.token, and ready.json for the admin port), then http://127.0.0.1:4321. Every write
- * carries an Idempotency-Key, so running a command again with the key it printed is safe.
+ * The operator's command line: "opampd config|agents|cluster|rollout|certs ..." talks to a
+ * node's admin API over HTTP (libcurl, blocking: a CLI has nothing else to do while it waits)
+ * and prints tables, or the JSON itself with --json. The admin URL and token come from
+ * --url/--token, then OPAMPD_URL/OPAMPD_TOKEN, then the local data directory (--data-dir,
+ * default ./opampd-data: its admin.token, and ready.json for the admin port), then
+ * http://127.0.0.1:4321. Every write carries an Idempotency-Key, so running a command again
+ * with the key it printed is safe.
  *
  * Exit codes: 0 ok, 1 the API refused or failed (its message printed), 2 usage, 3 cannot
  * connect. cli.c holds the shared machinery declared below (options, the HTTP call, tables,
- * formatting); cli_config.c, cli_diff.c, cli_agents.c and cli_cluster.c the subcommands.
+ * formatting); cli_config.c, cli_diff.c, cli_agents.c, cli_cluster.c and cli_certs.c the
+ * subcommands.
  */
 #ifndef OPD_CLI_H
 #define OPD_CLI_H
@@ -24,7 +26,7 @@
 #define OPD_CLI_USAGE 2   /* bad arguments */
 #define OPD_CLI_CONNECT 3 /* no answer: connection refused, DNS, timeout */
 
-/* 1 when name is a CLI command group ("config", "agents", "cluster", "rollout"). */
+/* 1 when name is a CLI command group ("config", "agents", "cluster", "rollout", "certs"). */
 int opd_cli_is_command(const char *name);
 
 /* The CLI part of "opampd --help". */
@@ -154,6 +156,7 @@ int opd_cli_config(struct opd_cli *c, int argc, char **argv);
 int opd_cli_agents(struct opd_cli *c, int argc, char **argv);
 int opd_cli_cluster(struct opd_cli *c, int argc, char **argv);
 int opd_cli_rollout(struct opd_cli *c, int argc, char **argv);
+int opd_cli_certs(struct opd_cli *c, int argc, char **argv);
 
 /*
  * Parse argv (after the subcommand words) against specs plus the global options (stored into

@@ -189,6 +189,141 @@ static struct metrics_cfg *metrics_cfg_find(struct metrics_cfgs *m, const char *
 	return bsearch(&key, m->v, m->n, sizeof *m->v, metrics_cfg_cmp);
 }
 
+/* Each agent's newest certificate (the one it should be using), for the certificate metrics. */
+struct metrics_cert {
+	char uid[OPD_STORE_UID_HEX_LEN + 1];
+	uint64_t serial, not_before, not_after;
+	int revoked;
+};
+struct metrics_certs {
+	struct metrics_cert *v;
+	size_t n, cap;
+};
+
+static int metrics_cert_add(void *data, const struct opd_cert_info *c)
+{
+	struct metrics_certs *m = data;
+
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 64;
+		m->v = opd_xrealloc(m->v, m->cap * sizeof *m->v);
+	}
+	m->v[m->n] = (struct metrics_cert){.serial = c->serial,
+					   .not_before = c->not_before,
+					   .not_after = c->not_after,
+					   .revoked = c->revoked};
+	snprintf(m->v[m->n].uid, sizeof m->v[m->n].uid, "%s", c->instance_uid);
+	m->n++;
+	return 0;
+}
+
+/* By agent, then newest (highest serial) first. */
+static int metrics_cert_cmp(const void *a, const void *b)
+{
+	const struct metrics_cert *x = a, *y = b;
+	int c = strcmp(x->uid, y->uid);
+
+	if (c != 0)
+		return c;
+	return x->serial < y->serial ? 1 : x->serial > y->serial ? -1 : 0;
+}
+
+struct metrics_ca_ctx {
+	struct opd_buf *out;
+};
+
+static int metrics_ca_cb(void *data, const struct opd_ca_info *ca)
+{
+	struct metrics_ca_ctx *m = data;
+
+	/* A retired CA is out of the trust bundle: its expiry no longer matters. */
+	if (strcmp(ca->state, "retired") == 0)
+		return 0;
+	opd_buf_appendf(m->out, "opampd_ca_not_after_seconds{fingerprint=\"");
+	metrics_label(m->out, ca->fingerprint);
+	opd_buf_appendf(m->out, "\",active=\"%s\"} %llu\n",
+			strcmp(ca->state, "active") == 0 ? "true" : "false",
+			(unsigned long long)ca->not_after);
+	return 0;
+}
+
+/*
+ * Certificate expiry: the fleet CAs in the trust bundle, each agent's newest certificate by
+ * state, the earliest expiry among the valid ones, and the listeners' own TLS certificates.
+ * "expiring_soon" is a certificate with less than a third of its own lifetime left: past the
+ * point (two thirds) where automatic renewal should have replaced it; 30 days for the default
+ * 90-day certificates. Agents that left the fleet keep their last certificate here (it ends
+ * as expired).
+ */
+static void metrics_certs(struct opd_server *s, struct opd_buf *out)
+{
+	enum { CS_VALID, CS_SOON, CS_EXPIRED, CS_REVOKED, CS_N };
+	static const char *const cs_names[CS_N] = {"valid", "expiring_soon", "expired", "revoked"};
+	struct metrics_ca_ctx ca = {out};
+	struct metrics_certs m = {0};
+	uint64_t now = opd_clock_wall(&opd_clock_system) / 1000, n[CS_N] = {0}, earliest = 0;
+	const struct opd_tls_ctx *tls[2] = {s->opamp.tls, s->admin_listener.tls};
+	static const char *const tls_names[2] = {"opamp", "admin"};
+
+	opd_buf_appendf(out, "# HELP opampd_ca_not_after_seconds When each fleet CA in the trust "
+			     "bundle expires (Unix seconds); active=\"true\" for the one that "
+			     "signs.\n# TYPE opampd_ca_not_after_seconds gauge\n");
+	if (opd_store_foreach_ca(&s->configs.store, metrics_ca_cb, &ca) != 0)
+		log_warn("metrics: cannot list the fleet CAs: %s",
+			 opd_store_errmsg(&s->configs.store));
+	if (opd_store_foreach_certificate(&s->configs.store, NULL, metrics_cert_add, &m) != 0)
+		log_warn("metrics: cannot list certificates: %s",
+			 opd_store_errmsg(&s->configs.store));
+	if (m.n > 1)
+		qsort(m.v, m.n, sizeof *m.v, metrics_cert_cmp);
+	for (size_t i = 0; i < m.n; i++) {
+		const struct metrics_cert *c = &m.v[i];
+
+		if (i > 0 && strcmp(c->uid, m.v[i - 1].uid) == 0)
+			continue; /* an older certificate of the same agent */
+		if (c->revoked) {
+			n[CS_REVOKED]++;
+		} else if (c->not_after <= now) {
+			n[CS_EXPIRED]++;
+		} else {
+			if ((c->not_after - now) * 3 < c->not_after - c->not_before)
+				n[CS_SOON]++;
+			else
+				n[CS_VALID]++;
+			if (earliest == 0 || c->not_after < earliest)
+				earliest = c->not_after;
+		}
+	}
+	free(m.v);
+	opd_buf_appendf(out,
+			"# HELP opampd_agent_certificates Agents by the state of their newest "
+			"certificate (expiring_soon: less than a third of its lifetime left).\n"
+			"# TYPE opampd_agent_certificates gauge\n");
+	for (int k = 0; k < CS_N; k++)
+		opd_buf_appendf(out, "opampd_agent_certificates{state=\"%s\"} %llu\n", cs_names[k],
+				(unsigned long long)n[k]);
+	/* No sample without a valid certificate: 0 would read as "expired in 1970". */
+	if (earliest != 0)
+		opd_buf_appendf(
+		    out,
+		    "# HELP opampd_agent_certificate_earliest_expiry_seconds The earliest "
+		    "expiry (Unix seconds) of an agent's valid newest certificate.\n"
+		    "# TYPE opampd_agent_certificate_earliest_expiry_seconds gauge\n"
+		    "opampd_agent_certificate_earliest_expiry_seconds %llu\n",
+		    (unsigned long long)earliest);
+	if (tls[0] != NULL || tls[1] != NULL)
+		opd_buf_appendf(out, "# HELP opampd_tls_certificate_not_after_seconds When this "
+				     "node's TLS server certificate expires (Unix seconds), by "
+				     "listener.\n# TYPE opampd_tls_certificate_not_after_seconds "
+				     "gauge\n");
+	for (int i = 0; i < 2; i++)
+		if (tls[i] != NULL)
+			opd_buf_appendf(out,
+					"opampd_tls_certificate_not_after_seconds{listener=\"%s\"} "
+					"%lld\n",
+					tls_names[i], (long long)opd_tls_ctx_not_after(tls[i]));
+}
+
 /*
  * GET /metrics: Prometheus text format, no token (bind the admin port privately). Agent counts
  * are this node's agents only: sum them over the nodes. Every label value that can occur is
@@ -358,6 +493,7 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		opd_buf_appendf(out, "opampd_config_receipt_seconds_count %llu\n",
 				(unsigned long long)h->count);
 	}
+	metrics_certs(s, out);
 #undef GAUGE
 #undef COUNTER
 #undef FAMILY

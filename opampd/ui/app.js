@@ -378,6 +378,21 @@
 			configs: configs.configs, cluster};
 	}
 
+	// For the overview: the fleet CA and the valid certificates expiring within a third of the
+	// configured lifetime (null where the node has no certificate service or it failed).
+	async function fetchCertSummary() {
+		try {
+			const ca = await get('/api/v1/ca');
+			const windowS = soonWindowS(ca);
+			const soon = await get(`/api/v1/certificates?expiring_within=${windowS}`);
+			return {ca, windowS, soon: soon.certificates};
+		} catch (e) {
+			// The rest of the overview stands without it.
+			if (e.status === 401) throw e;
+			return null;
+		}
+	}
+
 	function partialNote(f) {
 		if (!f.partial) return null;
 		return h('div.alert.alert-warn', {role: 'status'},
@@ -391,7 +406,7 @@
 		const body = h('div');
 		main.append(h('div.page-head', h('h1', 'Overview')), body);
 		return async () => {
-			const f = await fetchFleet();
+			const [f, cs] = await Promise.all([fetchFleet(), fetchCertSummary()]);
 			const health = countBy(f.agents, (a) => a.health.state, HEALTH);
 			const transport = countBy(f.agents, (a) => (a.connected ? a.transport : 'none'), TRANSPORTS);
 			const cstate = countBy(f.agents, (a) => configState(a).state,
@@ -433,7 +448,16 @@
 						['Term', String(c.term)],
 						['Voters', String(voters)],
 					]),
-					h('a.more', {href: '#/cluster'}, 'Cluster details →')));
+					h('a.more', {href: '#/cluster'}, 'Cluster details →')),
+				cs ? h('section.card.tile', {'data-tile': 'certs'},
+					h('h2', 'Certificates'),
+					h('div.big', {'data-k': 'certs-expiring', class: cs.soon.length ? 'warn-text' : null}, String(cs.soon.length)),
+					h('p.muted', `expiring soon: valid, and over within ${Math.round(cs.windowS / 86400)} days`),
+					kvList([
+						['Fleet CA expires', cs.ca.active ? untilEl(cs.ca.active.not_after_ms) : 'no CA yet', {'data-k': 'ca-until'}],
+						['Trust bundle', plural(cs.ca.trust_bundle.length, 'CA')],
+					]),
+					h('a.more', {href: cs.soon.length ? '#/certs?expiring=1' : '#/certs'}, 'Certificates →')) : null);
 
 			const cfgRows = f.configs.map((cfg) => {
 				const r = rollout(cfg, f.agents);
@@ -617,9 +641,10 @@
 		const body = h('div');
 		main.append(h('nav.crumbs', h('a', {href: '#/agents'}, 'Agents'), ' / ', h('span', {'data-k': 'crumb'}, uid)), body);
 		return async () => {
-			let a;
+			let a, certs;
 			try {
-				[a] = await Promise.all([get(`/api/v1/agents/${enc(uid)}`),
+				[a, certs] = await Promise.all([get(`/api/v1/agents/${enc(uid)}`),
+					get(`/api/v1/certificates?agent=${enc(uid)}`).then((j) => j.certificates, () => null),
 					get('/api/v1/cluster').then(updateHeader)]);
 			} catch (e) {
 				if (e.status === 404) {
@@ -676,8 +701,35 @@
 				a.custom_capabilities && a.custom_capabilities.length
 					? ['Custom capabilities', h('span.chips', a.custom_capabilities.map((c) => h('span.chip', c)))] : null,
 			]));
-			replace(body, head, h('div.cols', h('div', config, healthCard), h('div', description, details)));
+			replace(body, head, h('div.cols', h('div', config, healthCard), h('div', description, agentCertCard(a, certs), details)));
 		};
+	}
+
+	// The agent's certificate: the newest one issued to it, and whether it connects with it
+	// (the agent's "certificate" from the API; "—" where this node does not report it).
+	function agentCertCard(a, certs) {
+		const cur = a.certificate;
+		const c = certs && certs.length ? certs.reduce((x, y) => (y.serial > x.serial ? y : x)) : null;
+		let inUse = h('span.muted', '—');
+		if (cur === null || (cur && cur.serial === undefined)) inUse = 'no certificate on record';
+		else if (cur) inUse = cur.in_use ? `yes, serial ${cur.serial}` : `no: it does not present serial ${cur.serial} on its connection`;
+		const note = a.capabilities & 0x100 ? null
+			: h('p.muted.small', 'This agent does not accept connection settings: opampd cannot give it a certificate.');
+		if (!c && !(cur && cur.serial !== undefined)) {
+			return card('Certificate', h('p.muted', {'data-k': 'cert-none'}, certs === null
+				? 'This node has no certificate service.' : 'No certificate has been issued to this agent.'), note);
+		}
+		return card('Certificate', kvList([
+			c ? ['Serial', h('a', {href: `#/certs?agent=${a.instance_uid}`}, String(c.serial)), {'data-k': 'cert-serial'}] : null,
+			c ? ['State', certBadge(certState(c)), {'data-k': 'cert-state'}] : null,
+			c ? ['Expires', [untilEl(c.not_after_ms), h('span.muted', ` (${fmtTime(c.not_after_ms)})`)], {'data-k': 'cert-expires'}] : null,
+			c ? ['Fingerprint', hashEl(c.fingerprint, 16)] : null,
+			c ? ['Issued', [timeEl(c.issued_ms), h('span.muted', ` · ${c.reason}`)]] : null,
+			['In use', inUse, {'data-k': 'cert-in-use'}],
+			cur && cur.offer ? ['Offer', `${cur.offer.state}${cur.offer.rotation_id ? ` (rotation ${cur.offer.rotation_id})` : ''}`,
+				{'data-k': 'cert-offer'}] : null,
+		]), certs && certs.length > 1 ? h('p.muted.small', `${plural(certs.length - 1, 'earlier certificate')}: see the Certificates page.`) : null,
+		note);
 	}
 
 	// Configurations -----------------------------------------------------------------
@@ -1198,6 +1250,324 @@
 		};
 	}
 
+	// Certificates -----------------------------------------------------------------------
+
+	const DAY_MS = 86400e3;
+
+	// valid, expiring (less than a third of its own lifetime left: past the point where
+	// automatic renewal should have replaced it), expired or revoked. The same rule as
+	// "opampd certs list" and the opampd_agent_certificates metric.
+	function certState(c, now = Date.now()) {
+		if (c.revoked) return 'revoked';
+		if (c.not_after_ms <= now) return 'expired';
+		if (c.not_after_ms > c.not_before_ms &&
+		    (c.not_after_ms - now) * 3 < c.not_after_ms - c.not_before_ms) return 'expiring';
+		return 'valid';
+	}
+
+	const CERT_CLASS = {valid: 'h-healthy', expiring: 'h-degraded', expired: 'h-down', revoked: 'c-none'};
+	const certBadge = (st) => h('span.badge.' + CERT_CLASS[st], {'data-cert-state': st},
+		st === 'expiring' ? 'expiring soon' : st);
+
+	function fmtUntil(ms) {
+		const d = ms - Date.now();
+		const a = Math.abs(d);
+		const n = a < 3600e3 ? `${Math.round(a / 60e3)} min` : a < 2 * DAY_MS ? `${Math.round(a / 3600e3)} h`
+			: `${Math.round(a / DAY_MS)} d`;
+		return d >= 0 ? `in ${n}` : `${n} ago`;
+	}
+
+	// An absolute time shown relative to now ("in 89 d"), the exact local time on hover.
+	const untilEl = (ms) => (ms ? h('time', {title: fmtTime(ms), datetime: new Date(ms).toISOString()}, fmtUntil(ms))
+		: h('span.muted', '—'));
+
+	// "Expiring soon": a third of the configured certificate lifetime (30 days by default).
+	const soonWindowS = (ca) => Math.floor(((ca && ca.certificate_lifetime_s) || 90 * 86400) / 3);
+
+	const ROTATIONS_SHOWN = 10; // newest rotations on the page, each with its progress
+
+	const REVOKE_REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged',
+		'superseded', 'cessationOfOperation', 'privilegeWithdrawn'];
+
+	const ROTATION_STATES = [
+		['acknowledged', 'c-applied', 'acknowledged'],
+		['offered', 'c-applying', 'offered'],
+		['pending', 'c-pending', 'pending'],
+		['failed', 'c-failed', 'failed'],
+		['unsupported', 'c-unsupported', 'unsupported'],
+	];
+
+	// A rotation's progress bar, or a dash where the node does not report progress.
+	function rotationProgress(r) {
+		const p = r.progress;
+		if (!p) return h('span.muted', {'data-k': 'rotation-progress'}, '— (progress not reported by this node)');
+		const done = p.complete !== undefined ? p.complete : !p.pending && !p.offered;
+		return h('div', {'data-k': 'rotation-progress', 'data-done': done ? 'yes' : 'no'},
+			stackBar(ROTATION_STATES.map(([k, cls, label]) => [k, p[k] || 0, cls, label])),
+			h('span.muted.small', p.matched
+				? `${p.acknowledged || 0} of ${p.matched} acknowledged${done ? '' : ', in progress'}`
+				: 'no agent matches the selector'));
+	}
+
+	// Agents a rotation could not give a new certificate, with their messages.
+	function rotationStragglers(r) {
+		const bad = (r.agents || []).filter((x) => x.state === 'failed' || x.state === 'unsupported');
+		if (!bad.length) return null;
+		return h('ul.attention', {'data-k': 'rotation-stragglers'}, bad.slice(0, 10).map((x) => h('li', {'data-uid': x.instance_uid},
+			h('span.badge.' + (x.state === 'failed' ? 'c-failed' : 'c-unsupported'), x.state), ' ',
+			h('a', {href: `#/agents/${x.instance_uid}`}, h('code.uid', x.instance_uid.slice(0, 12) + '…')), ' ',
+			h('span' + (x.state === 'failed' ? '.err-text' : '.muted'),
+				x.message || (x.state === 'unsupported' ? 'cannot take connection settings' : 'no message')))),
+		bad.length > 10 ? h('li.muted', `and ${bad.length - 10} more`) : null);
+	}
+
+	async function getText(path) {
+		let res;
+		try {
+			res = await fetch(path, {headers: {Authorization: `Bearer ${token.get() || ''}`}, cache: 'no-store',
+				signal: AbortSignal.timeout(API_TIMEOUT_MS)});
+		} catch (e) {
+			throw new ApiError(0, 'network', `Cannot reach opampd (${e.message}).`);
+		}
+		if (!res.ok) throw new ApiError(res.status, 'http_' + res.status, `HTTP ${res.status}`);
+		return res.text();
+	}
+
+	// The fleet CA card: the active CA, every other one, and the trust bundle itself.
+	function caCard(ca, bundleEl) {
+		const act = ca.active;
+		return card('Fleet CA',
+			act ? kvList([
+				['Active CA', act.subject, {'data-k': 'ca-subject'}],
+				['Fingerprint', hashEl(act.fingerprint, 24), {'data-k': 'ca-fingerprint'}],
+				['Valid until', [fmtTime(act.not_after_ms), ' (', untilEl(act.not_after_ms), ')']],
+				['Signs on this node', act.key_here ? h('span.ok-text', 'yes') : h('span.warn-text', 'no: this node does not hold its key')],
+				['Certificate lifetime', `${Math.round(ca.certificate_lifetime_s / 86400)} days`, {'data-k': 'lifetime'}],
+				['Last serial', String(ca.last_serial), {'data-k': 'last-serial'}],
+			]) : h('p.warn-text', 'No fleet CA is registered yet.'),
+			h('h3', `Trust bundle: ${plural(ca.trust_bundle.length, 'CA')}`),
+			h('table.grid.compact', {'data-k': 'cas'},
+				h('thead', h('tr', h('th', 'Fingerprint'), h('th', 'State'), h('th', 'Subject'), h('th', 'Valid until'), h('th', 'Key here'))),
+				h('tbody', ca.cas.map((c) => h('tr', {'data-ca': c.fingerprint},
+					h('td', hashEl(c.fingerprint, 16)),
+					h('td', h('span.badge.' + (c.state === 'active' ? 'active' : c.state === 'retired' ? 'c-none' : 'c-applying'), c.state)),
+					h('td', c.subject),
+					h('td', untilEl(c.not_after_ms)),
+					h('td', c.key_here ? 'yes' : 'no'))))),
+			bundleEl);
+	}
+
+	function mountCerts(main, params) {
+		const filter = {agent: params.get('agent') || '', expiring: params.get('expiring') === '1'};
+		const notice = h('div', {'aria-live': 'polite'});
+		const caBox = h('div');
+		const certsBox = h('div');
+		const rotBox = h('div');
+		const count = h('span.muted', {'data-k': 'certs-count'});
+		const bundlePre = h('pre.pem', {'data-k': 'bundle'});
+		const bundleEl = h('details.bundle', h('summary', 'Show the trust bundle (PEM)'), bundlePre);
+		let confirming = null; // serial being revoked
+		let reason = 'unspecified';
+		let last = null; // {ca, certs, rotations, agents}
+
+		const agentInput = h('input', {type: 'search', name: 'agent', value: filter.agent,
+			placeholder: 'instance uid, or part of an agent name', 'aria-label': 'Filter by agent',
+			on: {change: (e) => setFilter('agent', e.target.value.trim())}});
+		const soonBox = h('input', {type: 'checkbox', name: 'expiring', checked: filter.expiring,
+			on: {change: (e) => setFilter('expiring', e.target.checked)}});
+		const soonLabel = h('span', 'Expiring soon only');
+		const bar = h('div.filters',
+			h('label.field.grow', h('span', 'Agent'), agentInput),
+			h('label.field.check', soonBox, soonLabel));
+
+		function setFilter(k, v) {
+			filter[k] = v;
+			const qs = new URLSearchParams();
+			if (filter.agent) qs.set('agent', filter.agent);
+			if (filter.expiring) qs.set('expiring', '1');
+			const s = qs.toString();
+			history.replaceState(null, '', '#/certs' + (s ? '?' + s : ''));
+			refresh().catch((err) => replace(notice, errorBox(err)));
+		}
+
+		const isUid = (s) => /^[0-9a-fA-F]{32}$|^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$/.test(s);
+
+		async function revoke(serial) {
+			try {
+				await api('POST', `/api/v1/certificates/${serial}/revoke`, {reason}, {idempotencyKey: newKey()});
+				replace(notice, h('div.alert.alert-ok', {role: 'status', 'data-k': 'revoke-ok'},
+					`Certificate ${serial} is revoked (${reason}). It is in the CRL and refused by mTLS listeners from now on.`));
+			} catch (err) {
+				replace(notice, errorBox(err));
+			}
+			confirming = null;
+			reason = 'unspecified';
+			// A failed redraw is retried by the refresh loop; the outcome is shown above.
+			await refresh().catch(() => {});
+		}
+
+		function drawCerts(list, agentsById, ca) {
+			const needle = filter.agent && !isUid(filter.agent) ? filter.agent.toLowerCase() : '';
+			const rows = list.filter((c) => {
+				if (!needle) return true;
+				const a = agentsById.get(c.instance_uid);
+				return c.instance_uid.includes(needle) || (a && agentName(a).toLowerCase().includes(needle));
+			});
+			const now = Date.now();
+			const by = countBy(rows, (c) => certState(c, now), ['valid', 'expiring', 'expired', 'revoked']);
+			count.textContent = `${plural(rows.length, 'certificate')}: ${by.valid} valid, ${by.expiring} expiring soon, ` +
+				`${by.expired} expired, ${by.revoked} revoked`;
+			soonLabel.textContent = `Expiring soon only (within ${Math.round(soonWindowS(ca) / 86400)} days)`;
+			if (!rows.length) {
+				replace(certsBox, empty(list.length || filter.agent || filter.expiring ? 'No certificate matches these filters.'
+					: 'No certificate has been issued yet. Agents get one by sending a CSR, or in a rotation.'));
+				return;
+			}
+			replace(certsBox, h('table.grid.certs',
+				h('thead', h('tr', h('th.num', 'Serial'), h('th', 'Agent'), h('th', 'State'), h('th', 'Expires'),
+					h('th', 'Issued'), h('th', 'Fingerprint'), h('th', 'In use'), h('th'))),
+				h('tbody', rows.map((c) => {
+					const a = agentsById.get(c.instance_uid);
+					const st = certState(c, now);
+					let inUse = h('span.muted', '—');
+					if (a && a.certificate && a.certificate.serial !== undefined) {
+						if (a.certificate && a.certificate.serial === c.serial) inUse = a.certificate.in_use ? 'yes' : 'not presented';
+						else inUse = 'no';
+					}
+					let action = null;
+					if (!c.revoked && confirming === c.serial) {
+						action = h('span.confirm', 'Reason ',
+							h('select', {name: 'revoke-reason', value: reason, on: {change: (e) => { reason = e.target.value; }}},
+								REVOKE_REASONS.map((r) => h('option', {value: r}, r))), ' ',
+							h('button.btn.btn-danger', {type: 'button', 'data-k': 'confirm-revoke', on: {click: (e) => {
+								e.target.disabled = true;
+								revoke(c.serial);
+							}}}, 'Revoke'), ' ',
+							h('button.btn.btn-quiet', {type: 'button', on: {click: () => {
+								confirming = null;
+								drawAll();
+							}}}, 'Cancel'));
+					} else if (!c.revoked) {
+						action = h('button.btn', {type: 'button', 'data-revoke': String(c.serial), on: {click: () => {
+							confirming = c.serial;
+							drawAll();
+						}}}, 'Revoke…');
+					}
+					return h('tr', {'data-serial': String(c.serial)},
+						h('td.num', h('b', String(c.serial))),
+						h('td', a ? agentLabel(a, `#/agents/${c.instance_uid}`)
+							: h('a', {href: `#/agents/${c.instance_uid}`}, h('code.uid', {title: c.instance_uid}, c.instance_uid.slice(0, 12) + '…'))),
+						h('td', certBadge(st), c.revoked && c.revoke_reason ? h('div.sub.muted', c.revoke_reason) : null),
+						h('td', {'data-k': 'not-after'}, untilEl(c.not_after_ms), h('div.sub.muted', fmtTime(c.not_after_ms))),
+						h('td', timeEl(c.issued_ms), h('div.sub.muted', c.reason + (c.rotation_id ? ` (rotation ${c.rotation_id})` : ''))),
+						h('td', hashEl(c.fingerprint, 12)),
+						h('td', {'data-k': 'in-use'}, inUse),
+						h('td.actions', action));
+				}))),
+			list.length >= 1000 ? h('p.muted.small', 'The first 1000 shown: narrow the filters to see others.') : null);
+		}
+
+		function drawRotations(rotations) {
+			const list = rotations;
+			replace(rotBox, list.length ? h('table.grid.rotations',
+				h('thead', h('tr', h('th', 'Rotation'), h('th', 'Selector'), h('th', 'Started'), h('th', 'Progress'))),
+				h('tbody', list.map((r) => h('tr', {'data-rotation': r.rotation_id},
+					h('td', h('code', r.rotation_id)),
+					h('td', selectorEl(r.selector)),
+					h('td', timeEl(r.started_ms), h('div.sub.muted', r.actor)),
+					h('td.rollout-cell', rotationProgress(r), rotationStragglers(r))))))
+				: empty('No rotation yet.'),
+			list.length >= ROTATIONS_SHOWN ? h('p.muted.small', `The newest ${ROTATIONS_SHOWN} shown.`) : null);
+		}
+
+		function drawAll() {
+			if (!last) return;
+			replace(caBox, last.ca ? caCard(last.ca, bundleEl) : errorBox({message: 'This node has no certificate service (no fleet CA).'}));
+			drawCerts(last.certs, last.agentsById, last.ca);
+			drawRotations(last.rotations);
+		}
+
+		// Rotate: by selector, or every agent when asked for explicitly.
+		const selInput = h('textarea', {name: 'rotate-selector', rows: 2, spellcheck: 'false', placeholder: 'service.name=checkout'});
+		const everyBox = h('input', {type: 'checkbox', name: 'rotate-all'});
+		const rotResult = h('div.form-result', {'aria-live': 'polite'});
+		const rotSubmit = h('button.btn.btn-primary', {type: 'submit'}, 'Start rotation');
+		let rotKey = newKey();
+		const rotateForm = h('form.rotate', {novalidate: true, on: {submit: async (e) => {
+			e.preventDefault();
+			rotResult.replaceChildren();
+			let selector;
+			try {
+				selector = parseSelector(selInput.value);
+				if (!Object.keys(selector).length && !everyBox.checked)
+					throw new Error('Give a selector, or tick "every agent" to rotate the whole fleet.');
+				if (Object.keys(selector).length && everyBox.checked)
+					throw new Error('A selector and "every agent" exclude each other.');
+			} catch (err) {
+				rotResult.append(errorBox({message: err.message}));
+				return;
+			}
+			rotSubmit.disabled = true;
+			try {
+				const r = await api('POST', '/api/v1/rotations', {selector}, {idempotencyKey: rotKey});
+				rotKey = newKey();
+				selInput.value = '';
+				everyBox.checked = false;
+				rotResult.append(h('div.alert.alert-ok', {role: 'status', 'data-k': 'rotate-ok', 'data-rotation': r.json.rotation_id},
+					`Rotation ${r.json.rotation_id} started: the matching agents are being given new certificates.`));
+				await refresh().catch(() => {});
+			} catch (err) {
+				if (!['outcome_unknown', 'leader_unreachable', 'network'].includes(err.code)) rotKey = newKey();
+				rotResult.append(errorBox(err));
+			} finally {
+				rotSubmit.disabled = false;
+			}
+		}}},
+		h('div.form-row',
+			h('label.field.grow', h('span', 'Selector (key=value, one per line: all must match)'), selInput),
+			h('label.field.check', everyBox, h('span', 'Every agent'))),
+		h('div.form-actions', rotSubmit), rotResult);
+
+		main.append(h('div.page-head', h('h1', 'Certificates'), count), notice, caBox,
+			card('Agent certificates', bar, certsBox),
+			card('Rotations', h('p.muted.small', 'A rotation gives every matching agent a new certificate from the active CA. ' +
+				'An agent is acknowledged once it reconnects with its new certificate; agents that cannot take connection settings are reported as unsupported.'),
+			rotateForm, rotBox));
+
+		let bundleText = null;
+		async function refresh() {
+			let q = '/api/v1/certificates';
+			const qs = new URLSearchParams();
+			const [ca, cluster, agents] = await Promise.all([
+				get('/api/v1/ca').catch((e) => {
+					if (e.status === 404) return null;
+					throw e;
+				}),
+				get('/api/v1/cluster'), get('/api/v1/agents')]);
+			updateHeader(cluster);
+			if (filter.agent && isUid(filter.agent)) qs.set('agent', filter.agent);
+			if (filter.expiring) qs.set('expiring_within', String(soonWindowS(ca)));
+			if (qs.toString()) q += '?' + qs.toString();
+			const [certs, rotations] = ca ? await Promise.all([get(q), get('/api/v1/rotations')])
+				: [{certificates: []}, {rotations: []}];
+			// Progress, where the list does not carry it: from each of the newest rotations.
+			const recent = rotations.rotations.slice(0, ROTATIONS_SHOWN); // newest first
+			rotations.rotations = await Promise.all(recent.map((r) => (r.progress ? r
+				: get(`/api/v1/rotations/${enc(r.rotation_id)}`).catch(() => r))));
+			if (ca && ca.trust_bundle.length) {
+				const text = await getText('/api/v1/ca/bundle');
+				if (text !== bundleText) {
+					bundleText = text;
+					bundlePre.textContent = text;
+				}
+			}
+			last = {ca, certs: certs.certificates, rotations: rotations.rotations,
+				agentsById: new Map(agents.agents.map((a) => [a.instance_uid, a]))};
+			drawAll();
+		}
+		return refresh;
+	}
+
 	// Cluster ----------------------------------------------------------------------------
 
 	function mountCluster(main) {
@@ -1368,7 +1738,7 @@
 	}
 
 	function a11yTitle(section) {
-		return {agents: 'Agents', configs: 'Configurations', cluster: 'Cluster'}[section] || section;
+		return {agents: 'Agents', configs: 'Configurations', certs: 'Certificates', cluster: 'Cluster'}[section] || section;
 	}
 
 	// The page for a route: [nav section, mount function].
@@ -1379,6 +1749,7 @@
 		if (top === 'configs' && parts.length === 1) return ['configs', mountConfigs];
 		if (top === 'configs' && sub === 'new' && parts.length === 2) return ['configs', mountNewConfig];
 		if (top === 'configs' && parts.length === 2) return ['configs', mountConfig];
+		if (top === 'certs' && parts.length === 1) return ['certs', mountCerts];
 		if (top === 'cluster' && parts.length === 1) return ['cluster', mountCluster];
 		return ['', mountNotFound];
 	}

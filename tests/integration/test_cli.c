@@ -1,8 +1,10 @@
 /*
- * End-to-end: every "opampd config|agents|cluster|rollout" subcommand run as a process against a
- * real node (and a three-node cluster for membership), checking the tables, the --json output
- * (parsed with jansson), the exit codes (0 ok, 1 API error, 2 usage, 3 cannot connect), the
- * three ways to find the node and its token, and Idempotency-Key retries.
+ * End-to-end: every "opampd config|agents|cluster|rollout|certs" subcommand run as a process
+ * against a real node (and a three-node cluster for membership), checking the tables, the --json
+ * output (parsed with jansson), the exit codes (0 ok, 1 API error, 2 usage, 3 cannot connect), the
+ * three ways to find the node and its token, and Idempotency-Key retries. The certs commands run
+ * against the single-node default's generated fleet CA, with certificates issued to test agents
+ * through the CSR flow.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "admin_client.h"
 #include "agent_client.h"
@@ -267,6 +273,12 @@ static void test_help_and_usage(void **state)
 	    {"cluster", "remove", "usage: opampd cluster remove"},
 	    {"cluster", "transfer", "usage: opampd cluster transfer"},
 	    {"rollout", "status", "usage: opampd rollout status"},
+	    {"certs", "list", "usage: opampd certs list"},
+	    {"certs", "show", "usage: opampd certs show"},
+	    {"certs", "revoke", "usage: opampd certs revoke"},
+	    {"certs", "rotate", "usage: opampd certs rotate"},
+	    {"certs", "rotations", "usage: opampd certs rotations"},
+	    {"certs", "ca", "usage: opampd certs ca"},
 	};
 	struct run r;
 
@@ -276,8 +288,9 @@ static void test_help_and_usage(void **state)
 	CONTAINS(r.out, "opampd config");
 	CONTAINS(r.out, "Exit status: 0 ok, 1 the API refused or failed, 2 usage error, 3 cannot");
 	run_free(&r);
-	for (size_t i = 0; i < 4; i++) {
-		static const char *const groups[] = {"config", "agents", "cluster", "rollout"};
+	for (size_t i = 0; i < 5; i++) {
+		static const char *const groups[] = {"config", "agents", "cluster", "rollout",
+						     "certs"};
 		CLI(NULL, &r, groups[i], "--help");
 		EXPECT(&r, 0);
 		CONTAINS(r.out, "usage: opampd ");
@@ -340,6 +353,39 @@ static void test_help_and_usage(void **state)
 	EXPECT(&r, 2);
 	CONTAINS(r.err, "--url given twice");
 	run_free(&r);
+	CLI(NULL, &r, "certs", "rotate");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "--selector KEY=VALUE or --all-agents");
+	run_free(&r);
+	CLI(NULL, &r, "certs", "rotate", "--all-agents", "--selector", "a=b");
+	EXPECT(&r, 2);
+	run_free(&r);
+	CLI(NULL, &r, "certs", "rotate", "--selector", "novalue");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "KEY=VALUE");
+	run_free(&r);
+	CLI(NULL, &r, "certs", "show", "0");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "SERIAL is a positive decimal number");
+	run_free(&r);
+	CLI(NULL, &r, "certs", "revoke");
+	EXPECT(&r, 2);
+	run_free(&r);
+	CLI(NULL, &r, "certs", "list", "--expiring-within", "3x");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "--expiring-within wants a duration");
+	run_free(&r);
+	CLI(NULL, &r, "certs", "list", "--limit", "0");
+	EXPECT(&r, 2);
+	run_free(&r);
+	CLI(NULL, &r, "certs", "rotations", "--watch");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "--watch needs a rotation ID");
+	run_free(&r);
+	CLI(NULL, &r, "certs", "rotations", "x", "--timeout", "5");
+	EXPECT(&r, 2);
+	CONTAINS(r.err, "go with --watch");
+	run_free(&r);
 }
 
 /* A loopback port nothing listens on (it was free a moment ago). */
@@ -367,6 +413,12 @@ static void test_cannot_connect(void **state)
 	run_free(&r);
 	t.how = BY_ENV;
 	CLI(&t, &r, "agents", "list");
+	EXPECT(&r, 3);
+	run_free(&r);
+	CLI(&t, &r, "certs", "list");
+	EXPECT(&r, 3);
+	run_free(&r);
+	CLI(&t, &r, "certs", "ca", "--json");
 	EXPECT(&r, 3);
 	run_free(&r);
 }
@@ -827,6 +879,327 @@ static void test_agents_and_rollout(void **state)
 		opd_ta_fini(&a[i]);
 }
 
+/* ---- certificates ---- */
+
+#define TA_REQUESTS_CSR 0x200u /* AgentCapabilities_RequestsOpAMPConnectionSettings */
+
+/* A CSR (PEM, malloc'd) for CN = cn with an EC P-256 key. */
+static char *make_csr(const char *cn)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL, *out;
+	long n;
+
+	assert_non_null(key);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+						    (const unsigned char *)cn, -1, -1, 0),
+			 1);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
+	n = BIO_get_mem_data(b, &p);
+	out = calloc(1, (size_t)n + 1);
+	assert_non_null(out);
+	memcpy(out, p, (size_t)n);
+	BIO_free(b);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+	return out;
+}
+
+/* A WebSocket agent named name gets a certificate through the CSR flow (at most 8 s). */
+static void agent_with_cert(struct fx *f, struct opd_ta *a, const char *name)
+{
+	Opamp__Proto__V1__ConnectionSettingsRequest req =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettingsRequest o =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__CertificateRequest cr = OPAMP__PROTO__V1__CERTIFICATE_REQUEST__INIT;
+	uint64_t end = opd_test_now_ms() + 8000;
+	struct opd_ta_msg b;
+	char *csr;
+	int got = 0;
+
+	opd_ta_init(a, f->d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
+	assert_int_equal(opd_ta_ws_connect(a), 0);
+	csr = make_csr(a->uid_hex);
+	opd_ta_msg_full(&b, a, name);
+	cr.csr.data = (uint8_t *)csr;
+	cr.csr.len = strlen(csr);
+	o.certificate_request = &cr;
+	req.opamp = &o;
+	b.msg.connection_settings_request = &req;
+	assert_int_equal(opd_ta_send(a, &b.msg), 0);
+	while (!got && opd_test_now_ms() < end) {
+		Opamp__Proto__V1__ServerToAgent *s = opd_ta_recv(a, 1000);
+		if (s == NULL)
+			continue;
+		assert_null(s->error_response);
+		got = s->connection_settings != NULL && s->connection_settings->opamp != NULL &&
+		      s->connection_settings->opamp->certificate != NULL;
+		S2A_FREE(s);
+	}
+	assert_true(got);
+	free(csr);
+}
+
+/* The serial of the certificates of uid in "certs list --json" (the only one). */
+static long long serial_of(struct fx *f, const char *uid)
+{
+	struct run r;
+	json_t *list;
+	long long serial;
+
+	CLI(&f->t, &r, "certs", "list", "--agent", uid, "--json");
+	EXPECT(&r, 0);
+	list = json_object_get(r.json, "certificates");
+	assert_int_equal(json_array_size(list), 1);
+	serial = (long long)json_integer_value(json_object_get(json_array_get(list, 0), "serial"));
+	run_free(&r);
+	assert_true(serial > 0);
+	return serial;
+}
+
+static void test_certs_commands(void **state)
+{
+	struct fx *f = *state;
+	struct opd_client_resp resp;
+	struct opd_ta a[2];
+	char s1[24], s2[24], rot[64], fp[80];
+	long long serial1, serial2;
+	json_t *api = NULL, *v;
+	struct run r;
+	int has_progress;
+
+	/*
+	 * The single-node default generated its fleet CA and registers it once it leads (at most
+	 * 10 s): certs ca shows it as the API does.
+	 */
+	fp[0] = '\0';
+	for (uint64_t end = opd_test_now_ms() + 10000; fp[0] == '\0' && opd_test_now_ms() < end;) {
+		const char *s;
+		api = NULL;
+		assert_int_equal(
+		    opd_api_request(&f->d, "GET", "/api/v1/ca", NULL, f->d.token, &resp, &api),
+		    200);
+		opd_client_resp_free(&resp);
+		s = json_string_value(
+		    json_object_get(json_object_get(api, "active"), "fingerprint"));
+		if (s != NULL)
+			snprintf(fp, sizeof fp, "%s", s);
+		json_decref(api);
+		if (fp[0] == '\0')
+			opd_test_pause_ms(100);
+	}
+	assert_int_equal(strlen(fp), 64);
+	CLI(&f->t, &r, "certs", "ca");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "active CA:     CN=opampd fleet CA");
+	CONTAINS(r.out, fp);
+	CONTAINS(r.out, "signs here:    yes");
+	CONTAINS(r.out, "trust bundle:  1 CA");
+	CONTAINS(r.out, "lifetime:      90 days");
+	CONTAINS(r.out, "FINGERPRINT");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "ca", "--json");
+	EXPECT(&r, 0);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "active"), "fingerprint")),
+	    fp);
+	assert_int_equal(json_array_size(json_object_get(r.json, "trust_bundle")), 1);
+	assert_true(json_is_true(json_object_get(json_object_get(r.json, "active"), "key_here")));
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "ca", "--bundle");
+	EXPECT(&r, 0);
+	assert_true(strncmp(r.out, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list");
+	EXPECT(&r, 0);
+	assert_string_equal(r.out, "0 certificates\n");
+	run_free(&r);
+
+	/* Two agents get certificates through the CSR flow. */
+	agent_with_cert(f, &a[0], "web");
+	agent_with_cert(f, &a[1], "db");
+	serial1 = serial_of(f, a[0].uid_hex);
+	serial2 = serial_of(f, a[1].uid_hex);
+	assert_int_not_equal(serial1, serial2);
+	snprintf(s1, sizeof s1, "%lld", serial1);
+	snprintf(s2, sizeof s2, "%lld", serial2);
+
+	CLI(&f->t, &r, "certs", "list");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "SERIAL");
+	CONTAINS(r.out, "EXPIRES");
+	CONTAINS(r.out, a[0].uid_hex);
+	CONTAINS(r.out, a[1].uid_hex);
+	CONTAINS(r.out, "in 89d");
+	CONTAINS(r.out, "2 certificates: 2 valid, 0 expiring, 0 expired, 0 revoked\n");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list", "--json");
+	EXPECT(&r, 0);
+	assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 2);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list", "--limit", "1", "--json");
+	EXPECT(&r, 0);
+	assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 1);
+	run_free(&r);
+	/* 90-day certificates: none expires within a day, both within 91 days. */
+	CLI(&f->t, &r, "certs", "list", "--expiring-within", "1d", "--json");
+	EXPECT(&r, 0);
+	assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 0);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list", "--expiring-within", "13w", "--agent", a[1].uid_hex);
+	EXPECT(&r, 0);
+	CONTAINS(r.out, a[1].uid_hex);
+	CONTAINS(r.out, "1 certificate: 1 valid");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list", "--agent", "not-a-uid");
+	EXPECT(&r, 1);
+	CONTAINS(r.err, "invalid_argument");
+	run_free(&r);
+
+	/* show: the fields, whether the agent uses it, the PEM; --json; --pem. */
+	CLI(&f->t, &r, "certs", "show", s1);
+	EXPECT(&r, 0);
+	CONTAINS(r.out, a[0].uid_hex);
+	CONTAINS(r.out, "state:         valid\n");
+	CONTAINS(r.out, fp); /* the issuing CA */
+	CONTAINS(r.out, "reason csr");
+	CONTAINS(r.out, "revoked:       no\n");
+	CONTAINS(r.out, "in use:        ");
+	CONTAINS(r.out, "-----BEGIN CERTIFICATE-----");
+	assert_null(strstr(r.out, "PRIVATE KEY"));
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "show", s2, "--json");
+	EXPECT(&r, 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "instance_uid")),
+			    a[1].uid_hex);
+	assert_string_equal(json_string_value(json_object_get(r.json, "ca_fingerprint")), fp);
+	assert_non_null(strstr(json_string_value(json_object_get(r.json, "cert_pem")), "BEGIN"));
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "show", s2, "--pem");
+	EXPECT(&r, 0);
+	assert_true(strncmp(r.out, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "show", "999999");
+	EXPECT(&r, 1);
+	CONTAINS(r.err, "not_found");
+	run_free(&r);
+
+	/* revoke: once, then a conflict; an unknown reason is refused. */
+	CLI(&f->t, &r, "certs", "revoke", s2, "--reason", "bogus");
+	EXPECT(&r, 1);
+	CONTAINS(r.err, "invalid_argument");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "revoke", s1, "--reason", "keyCompromise");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "revoked");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "revoke", s1);
+	EXPECT(&r, 1);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "revoke", "999999", "--json");
+	EXPECT(&r, 1);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "error"), "code")),
+	    "not_found");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "show", s1, "--json");
+	EXPECT(&r, 0);
+	assert_true(json_is_true(json_object_get(r.json, "revoked")));
+	assert_string_equal(json_string_value(json_object_get(r.json, "revoke_reason")),
+			    "keyCompromise");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "list");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "1 valid, 0 expiring, 0 expired, 1 revoked");
+	run_free(&r);
+
+	/* rotate: the id printed is the one the API lists. */
+	CLI(&f->t, &r, "certs", "rotate", "--selector", "service.name=web", "--json");
+	EXPECT(&r, 0);
+	snprintf(rot, sizeof rot, "%s", json_string_value(json_object_get(r.json, "rotation_id")));
+	assert_true(strlen(rot) > 0);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(r.json, "selector"), "service.name")),
+	    "web");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotate", "--all-agents");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "started for every agent");
+	CONTAINS(r.out, "opampd certs rotations ");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations");
+	EXPECT(&r, 0);
+	CONTAINS(r.out, rot);
+	CONTAINS(r.out, "service.name=web");
+	CONTAINS(r.out, "2 rotations\n");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations", "--json");
+	EXPECT(&r, 0);
+	assert_int_equal(json_array_size(json_object_get(r.json, "rotations")), 2);
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations", rot, "--json");
+	EXPECT(&r, 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "rotation_id")), rot);
+	has_progress = json_is_object(json_object_get(r.json, "progress"));
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations", rot);
+	EXPECT(&r, 0);
+	CONTAINS(r.out, "selector:  service.name=web\n");
+	CONTAINS(r.out, has_progress ? "acknowledged" : "progress not reported");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations", "nosuchrotation");
+	EXPECT(&r, 1);
+	CONTAINS(r.err, "not_found");
+	run_free(&r);
+
+	/*
+	 * --watch. A selector nobody matches is complete at once (exit 0) where the node reports
+	 * progress; where it does not, watching cannot end well and says so (exit 1).
+	 */
+	CLI(&f->t, &r, "certs", "rotate", "--selector", "service.name=nobody", "--watch",
+	    "--interval", "0.2", "--timeout", "10");
+	if (has_progress) {
+		EXPECT(&r, 0);
+		CONTAINS(r.out, "acknowledged 0/0");
+		CONTAINS(r.out, "no agent matches its selector");
+	} else {
+		EXPECT(&r, 1);
+		CONTAINS(r.err, "does not report rotation progress");
+	}
+	run_free(&r);
+	/* The web agent cannot reconnect with a new certificate here: never all acknowledged. */
+	CLI(&f->t, &r, "certs", "rotations", rot, "--watch", "--interval", "0.2", "--timeout", "1");
+	EXPECT(&r, 1);
+	if (has_progress)
+		CONTAINS(r.out, "acknowledged ");
+	run_free(&r);
+	CLI(&f->t, &r, "certs", "rotations", rot, "--watch", "--json", "--interval", "0.2",
+	    "--timeout", "1");
+	EXPECT(&r, 1);
+	/* One JSON document per change: the first line parses. */
+	{
+		char *nl = strchr(r.out, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		v = json_loads(r.out, 0, NULL);
+		assert_non_null(v);
+		assert_string_equal(json_string_value(json_object_get(v, "rotation_id")), rot);
+		json_decref(v);
+	}
+	run_free(&r);
+
+	opd_ta_fini(&a[0]);
+	opd_ta_fini(&a[1]);
+}
+
 /* An admin API over TLS: the CLI checks the certificate against --cacert (or $OPAMPD_CACERT). */
 static void test_https_admin(void **state)
 {
@@ -1023,6 +1396,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_where_is_the_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_commands, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_agents_and_rollout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_certs_commands, setup, teardown),
 	    cmocka_unit_test(test_https_admin),
 	    cmocka_unit_test_teardown(test_cluster_commands, cluster_teardown),
 	};

@@ -1,7 +1,8 @@
 /*
  * End-to-end: GET /metrics on a live node with agents over both transports and a rollout in
- * progress, on one node and on a three-node cluster. The values are checked against what the
- * test did, and the whole page against Prometheus' own parser and linter (`promtool check
+ * progress, on one node and on a three-node cluster, and certificate expiry (fleet CA, agents'
+ * certificates by state, the OpAMP listener's TLS certificate). The values are checked against
+ * what the test did, and the whole page against Prometheus' own parser and linter (`promtool check
  * metrics`, from Debian's prometheus package; the check is skipped, saying so, without it).
  */
 #include <errno.h>
@@ -19,10 +20,17 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <time.h>
+
 #include "admin_client.h"
 #include "agent_client.h"
 #include "cluster.h"
 #include "daemon.h"
+#include "test_ca.h"
 
 #define REPLY_MS 5000
 #define S2A_FREE(m) opamp__proto__v1__server_to_agent__free_unpacked((m), NULL)
@@ -264,6 +272,218 @@ static void test_single_node(void **state)
 	assert_int_equal(opd_daemon_stop(&d), 0);
 }
 
+/* ---- certificate expiry ---- */
+
+/* Capabilities of the CSR test agents: no AcceptsOpAMPConnectionSettings (no server offers). */
+#define CSR_AGENT_CAPS ((OPD_TA_CAPS & ~0x100u) | 0x200u)
+
+/* A CSR (PEM, malloc'd) for CN = cn with an EC P-256 key. */
+static char *make_csr(const char *cn)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL, *out;
+	long n;
+
+	assert_non_null(key);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+						    (const unsigned char *)cn, -1, -1, 0),
+			 1);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
+	n = BIO_get_mem_data(b, &p);
+	out = calloc(1, (size_t)n + 1);
+	assert_non_null(out);
+	memcpy(out, p, (size_t)n);
+	BIO_free(b);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+	return out;
+}
+
+/* A connected agent (over TLS when tls) gets a certificate through the CSR flow (at most 8 s). */
+static void agent_with_cert(const struct opd_daemon *dd, struct opd_ta *a, bool tls)
+{
+	Opamp__Proto__V1__ConnectionSettingsRequest req =
+	    OPAMP__PROTO__V1__CONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__OpAMPConnectionSettingsRequest o =
+	    OPAMP__PROTO__V1__OP_AMPCONNECTION_SETTINGS_REQUEST__INIT;
+	Opamp__Proto__V1__CertificateRequest cr = OPAMP__PROTO__V1__CERTIFICATE_REQUEST__INIT;
+	uint64_t end = opd_test_now_ms() + 8000;
+	struct opd_ta_msg b;
+	char *csr;
+	int got = 0;
+
+	opd_ta_init(a, dd->opamp_port, CSR_AGENT_CAPS);
+	a->tls = tls;
+	assert_int_equal(opd_ta_ws_connect(a), 0);
+	csr = make_csr(a->uid_hex);
+	opd_ta_msg_full(&b, a, "certified");
+	cr.csr.data = (uint8_t *)csr;
+	cr.csr.len = strlen(csr);
+	o.certificate_request = &cr;
+	req.opamp = &o;
+	b.msg.connection_settings_request = &req;
+	assert_int_equal(opd_ta_send(a, &b.msg), 0);
+	while (!got && opd_test_now_ms() < end) {
+		Opamp__Proto__V1__ServerToAgent *s = opd_ta_recv(a, 1000);
+		if (s == NULL)
+			continue;
+		assert_null(s->error_response);
+		got = s->connection_settings != NULL && s->connection_settings->opamp != NULL &&
+		      s->connection_settings->opamp->certificate != NULL;
+		S2A_FREE(s);
+	}
+	assert_true(got);
+	free(csr);
+}
+
+/* The not_after_ms of the only certificate of uid, from the admin API, in seconds. */
+static long long cert_not_after(const struct opd_daemon *dd, const char *uid, long long *serial)
+{
+	struct opd_client_resp r;
+	char path[128];
+	json_t *j = NULL, *c;
+	long long na;
+
+	snprintf(path, sizeof path, "/api/v1/certificates?agent=%s", uid);
+	assert_int_equal(opd_api_request(dd, "GET", path, NULL, dd->token, &r, &j), 200);
+	opd_client_resp_free(&r);
+	assert_int_equal(json_array_size(json_object_get(j, "certificates")), 1);
+	c = json_array_get(json_object_get(j, "certificates"), 0);
+	na = (long long)json_integer_value(json_object_get(c, "not_after_ms")) / 1000;
+	*serial = (long long)json_integer_value(json_object_get(c, "serial"));
+	json_decref(j);
+	return na;
+}
+
+/* Only the active CA, as the admin API reports it. */
+static void expect_ca_series(const struct opd_daemon *dd, const char *page)
+{
+	struct opd_client_resp r;
+	json_t *j = NULL, *act;
+	char series[200];
+
+	assert_int_equal(opd_api_request(dd, "GET", "/api/v1/ca", NULL, dd->token, &r, &j), 200);
+	opd_client_resp_free(&r);
+	act = json_object_get(j, "active");
+	assert_true(json_is_object(act));
+	snprintf(series, sizeof series,
+		 "opampd_ca_not_after_seconds{fingerprint=\"%s\",active=\"true\"}",
+		 json_string_value(json_object_get(act, "fingerprint")));
+	EXPECT_SAMPLE(page, series,
+		      (long long)json_integer_value(json_object_get(act, "not_after_ms")) / 1000);
+	json_decref(j);
+}
+
+static struct opd_daemon d2;
+static char tls_dir[256];
+
+static int certs_teardown(void **state)
+{
+	(void)state;
+	opd_daemon_stop(&d);
+	opd_daemon_stop(&d2);
+	if (tls_dir[0])
+		opd_tca_rmdir(tls_dir);
+	return 0;
+}
+
+static void test_certificates(void **state)
+{
+	struct opd_tca ca;
+	struct opd_tca_leaf leaf = {.cn = "opampd",
+				    .server = true,
+				    .key = OPD_TCA_EC,
+				    .not_before_s = -60,
+				    .not_after_s = 10 * 86400};
+	char cert[320], key[320], path[80];
+	const char *extra2[] = {
+	    "--cert-lifetime", "60", "--opamp-tls-cert", cert, "--opamp-tls-key", key, NULL};
+	struct opd_client_resp r;
+	struct opd_ta a[2], t;
+	long long na0, na1, serial0, serial1, now, v;
+	char *page;
+
+	(void)state;
+	/* The single-node default's generated CA, no agent certificate yet, no TLS. */
+	assert_int_equal(opd_daemon_start(&d, NULL), 0);
+	page = scrape_until(&d, "opampd_agent_certificates{state=\"valid\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"valid\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"expiring_soon\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"expired\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"revoked\"}", 0);
+	assert_null(strstr(page, "opampd_agent_certificate_earliest_expiry_seconds"));
+	assert_null(strstr(page, "opampd_tls_certificate_not_after_seconds"));
+	check_with_promtool(page);
+	free(page);
+
+	/* Two agents with 90-day certificates: both valid; the earliest expiry is the first's. */
+	agent_with_cert(&d, &a[0], false);
+	agent_with_cert(&d, &a[1], false);
+	na0 = cert_not_after(&d, a[0].uid_hex, &serial0);
+	na1 = cert_not_after(&d, a[1].uid_hex, &serial1);
+	page = scrape(&d);
+	expect_ca_series(&d, page);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"valid\"}", 2);
+	EXPECT_SAMPLE(page, "opampd_agent_certificate_earliest_expiry_seconds",
+		      na0 < na1 ? na0 : na1);
+	check_with_promtool(page);
+	free(page);
+
+	/* Revoke the second's: one valid, one revoked, the earliest valid one is the first's. */
+	snprintf(path, sizeof path, "/api/v1/certificates/%lld/revoke", serial1);
+	assert_int_equal(
+	    opd_api_request(&d, "POST", path, "{\"reason\":\"superseded\"}", d.token, &r, NULL),
+	    200);
+	opd_client_resp_free(&r);
+	page = scrape(&d);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"valid\"}", 1);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"revoked\"}", 1);
+	EXPECT_SAMPLE(page, "opampd_agent_certificate_earliest_expiry_seconds", na0);
+	check_with_promtool(page);
+	free(page);
+	opd_ta_fini(&a[0]);
+	opd_ta_fini(&a[1]);
+	assert_int_equal(opd_daemon_stop(&d), 0);
+
+	/*
+	 * TLS on the OpAMP listener (its certificate's expiry, by listener) and 60-second agent
+	 * certificates. They are backdated a minute, so they count as expiring soon (a third of
+	 * their lifetime left) only 20 s on, and as expired a minute on: longer than this test
+	 * should take, so both stay 0 here.
+	 */
+	assert_int_equal(opd_tca_tmpdir(tls_dir, sizeof tls_dir), 0);
+	snprintf(cert, sizeof cert, "%s/opamp.pem", tls_dir);
+	snprintf(key, sizeof key, "%s/opamp.key", tls_dir);
+	assert_int_equal(opd_tca_init(&ca, "metrics test CA", OPD_TCA_EC), 0);
+	assert_int_equal(opd_tca_issue(&ca, &leaf, cert, key), 0);
+	opd_tca_fini(&ca);
+	assert_int_equal(opd_daemon_start(&d2, extra2), 0);
+	agent_with_cert(&d2, &t, true);
+	na0 = cert_not_after(&d2, t.uid_hex, &serial0);
+	opd_ta_fini(&t);
+	page = scrape(&d2);
+	now = (long long)time(NULL);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"valid\"}", 1);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"expiring_soon\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificates{state=\"expired\"}", 0);
+	EXPECT_SAMPLE(page, "opampd_agent_certificate_earliest_expiry_seconds", na0);
+	assert_true(na0 > now + 45 && na0 <= now + 61);
+	v = sample(page, "opampd_tls_certificate_not_after_seconds{listener=\"opamp\"}");
+	assert_true(v >= now + 10 * 86400 - 120 && v <= now + 10 * 86400 + 5);
+	assert_null(strstr(page, "listener=\"admin\""));
+	assert_non_null(strstr(page, "# TYPE opampd_tls_certificate_not_after_seconds gauge"));
+	check_with_promtool(page);
+	free(page);
+	assert_int_equal(opd_daemon_stop(&d2), 0);
+}
+
 /* Stopped by the teardown too, when an assertion ends the test early. */
 static struct opd_cluster c;
 
@@ -322,6 +542,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_single_node, daemon_teardown),
+	    cmocka_unit_test_teardown(test_certificates, certs_teardown),
 	    cmocka_unit_test_teardown(test_cluster, cluster_teardown),
 	};
 

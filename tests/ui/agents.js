@@ -156,6 +156,12 @@ class Agent {
 		this.ws = null;
 		this.stopped = false;
 		this.inflight = false;
+		this.pendingCsr = null; // a CSR (PEM) for the next message
+	}
+
+	// Ask for a certificate: the next message carries a ConnectionSettingsRequest with csr.
+	requestCert(csr) {
+		this.pendingCsr = csr;
 	}
 
 	capabilities() {
@@ -176,6 +182,12 @@ class Agent {
 		if (this.rcs) {
 			parts.push(fMsg(7, [fBytes(1, this.rcs.hash), fVarint(2, this.rcs.status),
 				...(this.rcs.message ? [fBytes(3, this.rcs.message)] : [])]));
+		}
+		if (this.pendingCsr) {
+			// ConnectionSettingsRequest{opamp=1: OpAMPConnectionSettingsRequest{
+			// certificate_request=1: CertificateRequest{csr=1}}}, AgentToServer field 11.
+			parts.push(fMsg(11, [fMsg(1, [fMsg(1, [fBytes(1, this.pendingCsr)])])]));
+			this.pendingCsr = null;
 		}
 		parts.push(...extra);
 		return Buffer.concat(parts);

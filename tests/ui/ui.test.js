@@ -14,7 +14,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const net = require('net');
-const {spawn} = require('child_process');
+const {spawn, execFileSync} = require('child_process');
 const {chromium} = require('playwright-core');
 const {Agent} = require('./agents');
 
@@ -46,6 +46,14 @@ function eq(actual, expected, what) {
 	const a = JSON.stringify(actual);
 	const b = JSON.stringify(expected);
 	if (a !== b) throw new Error(`${what}: got ${a}, want ${b}`);
+}
+
+// A CSR (PEM) for CN = cn with a new EC P-256 key (the key is thrown away: the test only
+// needs the certificate issued and listed).
+function makeCsr(cn) {
+	return execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+		'-nodes', '-keyout', '/dev/null', '-subj', `/CN=${cn}`, '-outform', 'PEM'],
+	{stdio: ['ignore', 'pipe', 'ignore'], timeout: 10000}).toString();
 }
 
 // Poll fn until it returns a truthy value (then return it) or the time is up (then throw).
@@ -624,11 +632,114 @@ async function run(tmp, agents, setBrowser) {
 		await shot(page, '12-cluster.png');
 	});
 
+	await check('certificates page: CA and trust bundle, certificates with filters, revoke, rotation', async () => {
+		// Three agents ask for certificates through the CSR flow (again if the first one was
+		// answered before the fleet CA was registered).
+		const certified = ['checkout-7f9c-1', 'payments-5d2a-1', 'frontend-b81e-1'].map(byInst);
+		const certsOf = async (a) => (await api('GET', `/api/v1/certificates?agent=${a.uidHex}`)).json.certificates;
+		await waitFor(async () => {
+			let all = true;
+			for (const a of certified) {
+				if ((await certsOf(a)).length) continue;
+				all = false;
+				if (!a.csrAt || Date.now() - a.csrAt > 3000) {
+					a.csrAt = Date.now();
+					a.requestCert(makeCsr(a.uidHex));
+				}
+			}
+			return all;
+		}, 'three agents have certificates');
+		const ca = (await api('GET', '/api/v1/ca')).json;
+		const bundle = await (await fetch(node.admin + '/api/v1/ca/bundle', {headers: {Authorization: `Bearer ${node.token}`}})).text();
+		const all = (await api('GET', '/api/v1/certificates')).json.certificates;
+		await gotoHash(page, '#/certs');
+		await page.waitForFunction((n) => document.querySelectorAll('tr[data-serial]').length === n, all.length, {timeout: TIMEOUT});
+		eq(await page.locator('[data-k=ca-fingerprint] code').getAttribute('title'), ca.active.fingerprint, 'active CA');
+		eq(await page.locator('tr[data-ca]').count(), ca.cas.length, 'CAs listed');
+		eq(await page.locator('[data-k=bundle]').textContent(), bundle, 'trust bundle');
+		eq(await text(page, '[data-k=last-serial]'), String(ca.last_serial), 'last serial');
+		const serials = () => page.locator('tr[data-serial]').evaluateAll((t) => t.map((x) => Number(x.dataset.serial)).sort((x, y) => x - y));
+		eq(await serials(), all.map((c) => c.serial).sort((x, y) => x - y), 'serials');
+		eq(await page.locator('[data-cert-state=valid]').count(), all.length, 'all valid');
+		assert((await text(page, '[data-k=certs-count]')).startsWith(`${all.length} certificates: ${all.length} valid`), 'count line');
+		await page.locator('details.bundle summary').click();
+		await shot(page, '15-certificates.png');
+
+		// Filters: by instance uid (the API's filter), by name (the page's), expiring soon.
+		const pay = byInst('payments-5d2a-1');
+		const paySerials = (await certsOf(pay)).map((c) => c.serial);
+		const waitRows = (want, what) => waitFor(async () => JSON.stringify(await serials()) === JSON.stringify(want), what);
+		await page.fill('input[name=agent]', pay.uidHex);
+		await page.press('input[name=agent]', 'Enter');
+		await waitRows(paySerials, 'filtered by uid');
+		const front = byInst('frontend-b81e-1');
+		await page.fill('input[name=agent]', 'frontend');
+		await page.press('input[name=agent]', 'Enter');
+		await waitRows((await certsOf(front)).map((c) => c.serial), 'filtered by name');
+		await page.fill('input[name=agent]', '');
+		await page.press('input[name=agent]', 'Enter');
+		await page.check('input[name=expiring]');
+		const soon = (await api('GET', `/api/v1/certificates?expiring_within=${Math.floor(ca.certificate_lifetime_s / 3)}`)).json.certificates;
+		await waitRows(soon.map((c) => c.serial), 'expiring soon');
+		await page.uncheck('input[name=expiring]');
+		await waitRows(all.map((c) => c.serial).sort((x, y) => x - y), 'filters cleared');
+
+		// Revoke one through the UI, with a reason.
+		const victim = paySerials[0];
+		await page.click(`[data-revoke="${victim}"]`);
+		await page.selectOption('select[name=revoke-reason]', 'keyCompromise');
+		await page.click('[data-k=confirm-revoke]');
+		await page.locator('[data-k=revoke-ok]').waitFor({timeout: TIMEOUT});
+		const revoked = (await api('GET', `/api/v1/certificates/${victim}`)).json;
+		assert(revoked.revoked === true && revoked.revoke_reason === 'keyCompromise', `revoked: ${JSON.stringify(revoked)}`);
+		await page.locator(`tr[data-serial="${victim}"] [data-cert-state=revoked]`).waitFor({timeout: TIMEOUT});
+
+		// Rotation: refused without a selector (nothing sent), then by selector.
+		const before = (await api('GET', '/api/v1/rotations')).json.rotations.length;
+		await page.click('form.rotate button[type=submit]');
+		assert((await text(page, 'form.rotate .alert-error')).includes('every agent'), 'empty selector refused');
+		eq((await api('GET', '/api/v1/rotations')).json.rotations.length, before, 'nothing started');
+		await page.fill('textarea[name=rotate-selector]', 'service.name=frontend');
+		await page.click('form.rotate button[type=submit]');
+		const ok = page.locator('[data-k=rotate-ok]');
+		await ok.waitFor({timeout: TIMEOUT});
+		const id = await ok.getAttribute('data-rotation');
+		const rot = (await api('GET', `/api/v1/rotations/${id}`)).json;
+		eq(rot.selector, {'service.name': 'frontend'}, 'rotation selector');
+		const row = page.locator(`tr[data-rotation="${id}"]`);
+		await row.waitFor({timeout: TIMEOUT});
+		if (rot.progress) {
+			// Progress moves on its own: the page's numbers add up to the matched agents.
+			const n = await row.locator('[data-count]').evaluateAll((els) => els.reduce((s, e) => s + Number(e.textContent), 0));
+			eq(n, rot.progress.matched, 'progress adds up to the matched agents');
+		} else {
+			assert((await row.locator('[data-k=rotation-progress]').innerText()).startsWith('—'), 'no progress: a dash');
+		}
+		await shot(page, '16-certificates-revoked-rotated.png');
+	});
+
+	await check('agent page: its certificate', async () => {
+		const a = byInst('frontend-b81e-1');
+		const certs = (await api('GET', `/api/v1/certificates?agent=${a.uidHex}`)).json.certificates;
+		const newest = certs.reduce((x, y) => (y.serial > x.serial ? y : x));
+		const ag = (await api('GET', `/api/v1/agents/${a.uidHex}`)).json;
+		await gotoHash(page, `#/agents/${a.uidHex}`);
+		eq(await text(page, '[data-k=cert-serial]'), String(newest.serial), 'serial');
+		eq(await page.locator('[data-k=cert-state] [data-cert-state]').getAttribute('data-cert-state'), newest.revoked ? 'revoked' : 'valid', 'state');
+		const inUse = await text(page, '[data-k=cert-in-use]');
+		if (ag.certificate === undefined) eq(inUse, '—', 'in use not reported');
+		else assert(inUse.length > 1, 'in use shown');
+		await shot(page, '17-agent-certificate.png');
+	});
+
 	await check('overview after the changes', async () => {
 		await gotoHash(page, '#/');
 		const list = (await api('GET', '/api/v1/agents')).json.agents;
 		eq(await text(page, '[data-tile=config] [data-count=applied]'), String(list.filter((a) => configState(a) === 'applied').length), 'applied');
 		eq(await page.locator('tr[data-config]').count(), 4, 'four configurations');
+		const ca = (await api('GET', '/api/v1/ca')).json;
+		const soon = (await api('GET', `/api/v1/certificates?expiring_within=${Math.floor(ca.certificate_lifetime_s / 3)}`)).json.certificates;
+		eq(await text(page, '[data-k=certs-expiring]'), String(soon.length), 'certificates expiring soon');
 		await shot(page, '02-overview.png');
 	});
 
