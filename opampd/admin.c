@@ -3,6 +3,7 @@
 #include "certs.h"
 #include "err.h"
 #include "hex.h"
+#include "internal.h"
 #include "log.h"
 #include "mem.h"
 #include "node.h"
@@ -26,10 +27,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define ADMIN_ACTOR "admin"
-#define MAX_BODY (4u << 20) /* the HTTP layer enforces the same; kept as a second fence */
-#define MAX_SEGMENTS 6      /* /api/v1/configs/{name}/versions/{n} */
-#define MAX_SEGMENT 256     /* longer than any name (128) or uid (36) */
+#define MAX_BODY (4u << 20)      /* the HTTP layer enforces the same; kept as a second fence */
+#define OPD_ADMIN_MAX_SEGMENTS 6 /* /api/v1/configs/{name}/versions/{n} */
+#define MAX_SEGMENT 256          /* longer than any name (128) or uid (36) */
 #define MAX_ATTR_FILTERS 32
 #define MAX_HEALTH_DEPTH 16
 
@@ -56,7 +56,7 @@ static int dump_cb(const char *p, size_t n, void *data)
 }
 
 /* Takes ownership of j. A NULL j (a construction that failed) becomes a 500. */
-static void reply(struct opd_admin_response *resp, int status, json_t *j)
+void opd_admin__reply(struct opd_admin_response *resp, int status, json_t *j)
 {
 	opd_buf_reset(&resp->body);
 	resp->content_type = "application/json";
@@ -89,14 +89,11 @@ static void reply_error_obj(struct opd_admin_response *resp, int status, json_t 
 	json_t *root = json_object();
 
 	json_object_set_new(root, "error", e);
-	reply(resp, status, root);
+	opd_admin__reply(resp, status, root);
 }
 
-static void reply_error(struct opd_admin_response *resp, int status, const char *code,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void reply_error(struct opd_admin_response *resp, int status, const char *code,
-			const char *fmt, ...)
+void opd_admin__reply_error(struct opd_admin_response *resp, int status, const char *code,
+			    const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -107,25 +104,26 @@ static void reply_error(struct opd_admin_response *resp, int status, const char 
 	reply_error_obj(resp, status, error_obj(code, msg));
 }
 
-static void reply_not_found(struct opd_admin_response *resp)
+void opd_admin__reply_not_found(struct opd_admin_response *resp)
 {
-	reply_error(resp, 404, "not_found", "not found");
+	opd_admin__reply_error(resp, 404, "not_found", "not found");
 }
 
-static void reply_method(struct opd_admin_response *resp, const char *allow)
+void opd_admin__reply_method(struct opd_admin_response *resp, const char *allow)
 {
 	opd_buf_appendf(&resp->headers, "Allow: %s\r\n", allow);
-	reply_error(resp, 405, "method_not_allowed", "method not allowed; allowed: %s", allow);
+	opd_admin__reply_error(resp, 405, "method_not_allowed", "method not allowed; allowed: %s",
+			       allow);
 }
 
-static void reply_store_error(struct opd_admin_response *resp, int rc)
+void opd_admin__reply_store_error(struct opd_admin_response *resp, int rc)
 {
 	if (rc == OPD_ENOTFOUND)
-		reply_not_found(resp);
+		opd_admin__reply_not_found(resp);
 	else if (rc == OPD_ENOTLEADER)
-		reply_error(resp, 503, "unavailable", "%s", opd_strerror(rc));
+		opd_admin__reply_error(resp, 503, "unavailable", "%s", opd_strerror(rc));
 	else
-		reply_error(resp, 500, "internal", "%s", opd_strerror(rc));
+		opd_admin__reply_error(resp, 500, "internal", "%s", opd_strerror(rc));
 }
 
 /* ---- text helpers ---- */
@@ -198,7 +196,7 @@ static char *sanitize(const char *s)
 	return (char *)opd_buf_steal(&b, &len);
 }
 
-static json_t *jstr(const char *s)
+json_t *opd_admin__jstr(const char *s)
 {
 	json_t *j;
 	char *t;
@@ -228,7 +226,7 @@ static void set_kv(json_t *obj, const char *key, json_t *val)
 }
 
 /* JSON integers are signed 64-bit: clamp rather than wrap. */
-static json_t *ju64(uint64_t v)
+json_t *opd_admin__ju64(uint64_t v)
 {
 	return json_integer(v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v);
 }
@@ -245,12 +243,12 @@ static json_t *jhex(const uint8_t *p, size_t n)
 	return json_string(hex);
 }
 
-static json_t *jkvs(const struct opd_kvs *kvs)
+json_t *opd_admin__jkvs(const struct opd_kvs *kvs)
 {
 	json_t *o = json_object();
 
 	for (size_t i = 0; i < kvs->n; i++)
-		set_kv(o, kvs->v[i].key, jstr(kvs->v[i].value));
+		set_kv(o, kvs->v[i].key, opd_admin__jstr(kvs->v[i].value));
 	return o;
 }
 
@@ -333,7 +331,7 @@ static int hexval(char c)
  * space when plus is set (query strings). Returns 0, or OPD_EINVAL for a bad
  * escape or an encoded NUL, or OPD_ETOOBIG when it does not fit.
  */
-static int url_decode(const char *s, size_t n, bool plus, char *out, size_t cap)
+int opd_admin__url_decode(const char *s, size_t n, bool plus, char *out, size_t cap)
 {
 	size_t j = 0;
 
@@ -409,13 +407,13 @@ static json_t *config_json(const struct opd_config_info *c)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "name", jstr(c->name));
-	json_object_set_new(o, "selector", jkvs(&c->selector));
+	json_object_set_new(o, "name", opd_admin__jstr(c->name));
+	json_object_set_new(o, "selector", opd_admin__jkvs(&c->selector));
 	json_object_set_new(o, "priority", json_integer(c->priority));
-	json_object_set_new(o, "active_version", ju64(c->active_version));
-	json_object_set_new(o, "latest_version", ju64(c->latest_version));
+	json_object_set_new(o, "active_version", opd_admin__ju64(c->active_version));
+	json_object_set_new(o, "latest_version", opd_admin__ju64(c->latest_version));
 	json_object_set_new(o, "config_hash", jhex(c->active_hash, OPD_CONFIG_HASH_LEN));
-	json_object_set_new(o, "updated_ms", ju64(c->updated_ms));
+	json_object_set_new(o, "updated_ms", opd_admin__ju64(c->updated_ms));
 	return o;
 }
 
@@ -432,12 +430,12 @@ static void configs_list(struct opd_admin *a, struct opd_admin_response *resp)
 
 	if (rc != 0) {
 		json_decref(arr);
-		reply_store_error(resp, rc);
+		opd_admin__reply_store_error(resp, rc);
 		return;
 	}
 	root = json_object();
 	json_object_set_new(root, "configs", arr);
-	reply(resp, 200, root);
+	opd_admin__reply(resp, 200, root);
 }
 
 struct versions_ctx {
@@ -449,11 +447,11 @@ static json_t *version_json(const struct opd_version_info *v, uint64_t active)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "version", ju64(v->version));
+	json_object_set_new(o, "version", opd_admin__ju64(v->version));
 	json_object_set_new(o, "config_hash", jhex(v->hash, OPD_CONFIG_HASH_LEN));
-	json_object_set_new(o, "message", jstr(v->message != NULL ? v->message : ""));
-	json_object_set_new(o, "actor", jstr(v->actor != NULL ? v->actor : ""));
-	json_object_set_new(o, "created_ms", ju64(v->created_ms));
+	json_object_set_new(o, "message", opd_admin__jstr(v->message != NULL ? v->message : ""));
+	json_object_set_new(o, "actor", opd_admin__jstr(v->actor != NULL ? v->actor : ""));
+	json_object_set_new(o, "created_ms", opd_admin__ju64(v->created_ms));
 	json_object_set_new(o, "active", json_boolean(v->version == active));
 	return o;
 }
@@ -475,7 +473,7 @@ static void config_get(struct opd_admin *a, const char *name, struct opd_admin_r
 
 	if (rc != 0) {
 		opd_config_info_fini(&info);
-		reply_store_error(resp, rc);
+		opd_admin__reply_store_error(resp, rc);
 		return;
 	}
 	ctx.arr = json_array();
@@ -484,13 +482,13 @@ static void config_get(struct opd_admin *a, const char *name, struct opd_admin_r
 	if (rc != 0) {
 		json_decref(ctx.arr);
 		opd_config_info_fini(&info);
-		reply_store_error(resp, rc);
+		opd_admin__reply_store_error(resp, rc);
 		return;
 	}
 	o = config_json(&info);
 	json_object_set_new(o, "versions", ctx.arr);
 	opd_config_info_fini(&info);
-	reply(resp, 200, o);
+	opd_admin__reply(resp, 200, o);
 }
 
 static void version_get(struct opd_admin *a, const char *name, uint64_t version,
@@ -508,18 +506,18 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 	if (rc != 0) {
 		opd_config_info_fini(&info);
 		opd_version_info_fini(&v);
-		reply_store_error(resp, rc);
+		opd_admin__reply_store_error(resp, rc);
 		return;
 	}
 	o = version_json(&v, info.active_version);
-	json_object_set_new(o, "name", jstr(name));
+	json_object_set_new(o, "name", opd_admin__jstr(name));
 	/* Provenance: the signed record's fields, the signature, and whether it checks out here. */
-	json_object_set_new(o, "selector", jkvs(&v.selector));
+	json_object_set_new(o, "selector", opd_admin__jkvs(&v.selector));
 	json_object_set_new(o, "priority",
 			    json_integer(v.has_priority ? v.priority : info.priority));
-	json_object_set_new(o, "term", ju64(v.term));
-	json_object_set_new(o, "hlc_logical", ju64(v.hlc_logical));
-	json_object_set_new(o, "key_id", jstr(v.key_id != NULL ? v.key_id : ""));
+	json_object_set_new(o, "term", opd_admin__ju64(v.term));
+	json_object_set_new(o, "hlc_logical", opd_admin__ju64(v.hlc_logical));
+	json_object_set_new(o, "key_id", opd_admin__jstr(v.key_id != NULL ? v.key_id : ""));
 	json_object_set_new(o, "signature",
 			    v.signature_len ? base64_encode(v.signature, v.signature_len)
 					    : json_null());
@@ -529,8 +527,9 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 		const struct opd_file *f = &v.files.v[i];
 		json_t *fo = json_object(), *body = NULL;
 
-		json_object_set_new(fo, "content_type",
-				    jstr(f->content_type != NULL ? f->content_type : ""));
+		json_object_set_new(
+		    fo, "content_type",
+		    opd_admin__jstr(f->content_type != NULL ? f->content_type : ""));
 		if (is_text(f->body, f->len))
 			body = json_stringn((const char *)f->body, f->len);
 		if (body != NULL)
@@ -542,42 +541,43 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 	json_object_set_new(o, "files", files);
 	opd_config_info_fini(&info);
 	opd_version_info_fini(&v);
-	reply(resp, 200, o);
+	opd_admin__reply(resp, 200, o);
 }
 
 /* Parse the request body as a JSON object; on failure the error response is written. */
-static json_t *parse_body(const struct opd_http_request *req, struct opd_admin_response *resp)
+json_t *opd_admin__parse_body(const struct opd_http_request *req, struct opd_admin_response *resp)
 {
 	json_error_t err;
 	json_t *root;
 
 	if (req->body_len > MAX_BODY) {
-		reply_error(resp, 413, "too_large", "request body over %u bytes", MAX_BODY);
+		opd_admin__reply_error(resp, 413, "too_large", "request body over %u bytes",
+				       MAX_BODY);
 		return NULL;
 	}
 	if (req->body_len == 0) {
-		reply_error(resp, 400, "invalid_json", "empty request body");
+		opd_admin__reply_error(resp, 400, "invalid_json", "empty request body");
 		return NULL;
 	}
 	/* Any JSON value parses, so a non-object is invalid_argument, not invalid_json. */
 	root = json_loadb((const char *)req->body, req->body_len,
 			  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
 	if (root == NULL) {
-		reply_error(resp, 400, "invalid_json", "line %d column %d: %s", err.line,
-			    err.column, err.text);
+		opd_admin__reply_error(resp, 400, "invalid_json", "line %d column %d: %s", err.line,
+				       err.column, err.text);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
 		json_decref(root);
-		reply_error(resp, 400, "invalid_argument",
-			    "the request body must be a JSON object");
+		opd_admin__reply_error(resp, 400, "invalid_argument",
+				       "the request body must be a JSON object");
 		return NULL;
 	}
 	return root;
 }
 
 /* The first key of obj not in allowed (NULL-terminated), or NULL. */
-static const char *unknown_key(json_t *obj, const char *const *allowed)
+const char *opd_admin__unknown_key(json_t *obj, const char *const *allowed)
 {
 	const char *key;
 	json_t *val;
@@ -610,7 +610,7 @@ static const char *parse_publish(json_t *root, struct opd_kvs *selector, struct 
 	const char *key;
 	json_t *val;
 
-	if ((key = unknown_key(root, top)) != NULL) {
+	if ((key = opd_admin__unknown_key(root, top)) != NULL) {
 		snprintf(msg, cap, "unknown field \"%s\"", key);
 		return msg;
 	}
@@ -658,7 +658,7 @@ static const char *parse_publish(json_t *root, struct opd_kvs *selector, struct 
 			snprintf(msg, cap, "file \"%s\" must be an object", key);
 			return msg;
 		}
-		const char *bad = unknown_key(val, file_keys);
+		const char *bad = opd_admin__unknown_key(val, file_keys);
 		if (bad != NULL) {
 			snprintf(msg, cap, "file \"%s\": unknown field \"%s\"", key, bad);
 			return msg;
@@ -706,39 +706,8 @@ static const char *parse_publish(json_t *root, struct opd_kvs *selector, struct 
 	return NULL;
 }
 
-/*
- * A write waiting for the cluster. While opd_admin_handle still runs,
- * sync_resp points at its response so an immediate completion (tests
- * without a node, refusals) answers in place; later ones go through
- * ops.complete, unless the connection closed (conn = NULL).
- */
-enum call_kind {
-	CALL_PUBLISH,
-	CALL_ROLLBACK,
-	CALL_DELETE,
-	CALL_CERT_REVOKE,
-	CALL_CA_ROTATE,
-	CALL_CA_ACTIVATE,
-	CALL_CA_RETIRE,
-	CALL_ROTATION,
-	CALL_CSR,
-};
-
-struct admin_call {
-	struct opd_list link;
-	struct opd_admin *a;
-	void *conn;
-	struct opd_admin_response *sync_resp;
-	int answered;
-	enum call_kind kind;
-	char name[OPD_MAX_CONFIG_NAME + 1];
-	struct opd_kvs selector;
-	int64_t priority;
-	char request_id[2 * OPD_REQUEST_ID_LEN + 1];
-};
-
-static struct admin_call *call_new(struct opd_admin *a, void *conn, enum call_kind kind,
-				   const char *name, struct opd_admin_response *resp)
+struct admin_call *opd_admin__call_new(struct opd_admin *a, void *conn, enum call_kind kind,
+				       const char *name, struct opd_admin_response *resp)
 {
 	struct admin_call *c = opd_xcalloc(1, sizeof(*c));
 
@@ -752,7 +721,7 @@ static struct admin_call *call_new(struct opd_admin *a, void *conn, enum call_ki
 	return c;
 }
 
-static void call_free(struct admin_call *c)
+void opd_admin__call_free(struct admin_call *c)
 {
 	opd_list_remove(&c->link);
 	opd_kvs_fini(&c->selector);
@@ -763,8 +732,8 @@ static void call_free(struct admin_call *c)
  * The request id that makes a write idempotent: SHA-256 of the client's
  * Idempotency-Key (first 16 bytes), or random bytes when it sent none.
  */
-static int request_id(const struct opd_http_request *req, uint8_t id[OPD_REQUEST_ID_LEN],
-		      struct opd_admin_response *resp)
+int opd_admin__request_id(const struct opd_http_request *req, uint8_t id[OPD_REQUEST_ID_LEN],
+			  struct opd_admin_response *resp)
 {
 	const char *key = opd_http_header(req, "Idempotency-Key");
 	uint8_t digest[32];
@@ -776,8 +745,8 @@ static int request_id(const struct opd_http_request *req, uint8_t id[OPD_REQUEST
 		return 0;
 	}
 	if (key[0] == '\0' || strlen(key) > 128) {
-		reply_error(resp, 400, "invalid_argument",
-			    "Idempotency-Key must be 1 to 128 characters");
+		opd_admin__reply_error(resp, 400, "invalid_argument",
+				       "Idempotency-Key must be 1 to 128 characters");
 		return -1;
 	}
 	if (!EVP_Digest(key, strlen(key), digest, &len, EVP_sha256(), NULL))
@@ -786,40 +755,42 @@ static int request_id(const struct opd_http_request *req, uint8_t id[OPD_REQUEST
 	return 0;
 }
 
-static void reply_write_error(struct opd_admin_response *resp, const struct opd_write_result *r)
+void opd_admin__reply_write_error(struct opd_admin_response *resp, const struct opd_write_result *r)
 {
 	switch (r->status) {
 	case OPD_EINVAL: {
 		json_t *e =
 		    error_obj("invalid_config", r->verr.message[0] ? r->verr.message : r->message);
 		if (r->verr.file[0] != '\0')
-			set_kv(e, "file", jstr(r->verr.file));
+			set_kv(e, "file", opd_admin__jstr(r->verr.file));
 		if (r->verr.line > 0) {
-			json_object_set_new(e, "line", ju64(r->verr.line));
-			json_object_set_new(e, "column", ju64(r->verr.column));
+			json_object_set_new(e, "line", opd_admin__ju64(r->verr.line));
+			json_object_set_new(e, "column", opd_admin__ju64(r->verr.column));
 		}
 		reply_error_obj(resp, 400, e);
 		return;
 	}
 	case OPD_ENOTFOUND:
-		reply_error(resp, 404, "not_found", "%s", r->message[0] ? r->message : "not found");
+		opd_admin__reply_error(resp, 404, "not_found", "%s",
+				       r->message[0] ? r->message : "not found");
 		return;
 	case OPD_ECONFLICT:
-		reply_error(resp, 409, "conflict", "%s", r->message);
+		opd_admin__reply_error(resp, 409, "conflict", "%s", r->message);
 		return;
 	case OPD_ENOTLEADER:
 		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
-		reply_error(resp, 503, "outcome_unknown",
-			    "leadership was lost before the change was applied: it may or may not "
-			    "take effect; retry with the same Idempotency-Key");
+		opd_admin__reply_error(
+		    resp, 503, "outcome_unknown",
+		    "leadership was lost before the change was applied: it may or may not "
+		    "take effect; retry with the same Idempotency-Key");
 		return;
 	case OPD_ECANCELED:
 		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
-		reply_error(resp, 503, "unavailable", "the node is shutting down");
+		opd_admin__reply_error(resp, 503, "unavailable", "the node is shutting down");
 		return;
 	default:
-		reply_error(resp, 500, "internal", "%s",
-			    r->message[0] ? r->message : opd_strerror(r->status));
+		opd_admin__reply_error(resp, 500, "internal", "%s",
+				       r->message[0] ? r->message : opd_strerror(r->status));
 	}
 }
 
@@ -834,20 +805,20 @@ static void call_done(void *data, const struct opd_write_result *r)
 		resp = &local;
 	}
 	if (r->status != 0) {
-		reply_write_error(resp, r);
+		opd_admin__reply_write_error(resp, r);
 	} else {
 		o = json_object();
-		json_object_set_new(o, "name", jstr(c->name));
+		json_object_set_new(o, "name", opd_admin__jstr(c->name));
 		switch (c->kind) {
 		case CALL_PUBLISH:
-			json_object_set_new(o, "version", ju64(r->version));
+			json_object_set_new(o, "version", opd_admin__ju64(r->version));
 			json_object_set_new(o, "config_hash", jhex(r->hash, OPD_CONFIG_HASH_LEN));
 			json_object_set_new(o, "created", json_boolean(r->created));
-			json_object_set_new(o, "selector", jkvs(&c->selector));
+			json_object_set_new(o, "selector", opd_admin__jkvs(&c->selector));
 			json_object_set_new(o, "priority", json_integer(c->priority));
 			break;
 		case CALL_ROLLBACK:
-			json_object_set_new(o, "active_version", ju64(r->version));
+			json_object_set_new(o, "active_version", opd_admin__ju64(r->version));
 			json_object_set_new(o, "config_hash", jhex(r->hash, OPD_CONFIG_HASH_LEN));
 			break;
 		case CALL_DELETE:
@@ -856,20 +827,20 @@ static void call_done(void *data, const struct opd_write_result *r)
 		default: /* certificate calls complete through cert_call_done */
 			break;
 		}
-		json_object_set_new(o, "request_id", jstr(c->request_id));
+		json_object_set_new(o, "request_id", opd_admin__jstr(c->request_id));
 		/* A follower relaying this answer waits until it has applied this index itself. */
 		if (r->index > 0)
-			json_object_set_new(o, "applied_index", ju64(r->index));
+			json_object_set_new(o, "applied_index", opd_admin__ju64(r->index));
 		if (r->duplicate)
 			json_object_set_new(o, "duplicate", json_true());
-		reply(resp, c->kind == CALL_PUBLISH && r->created ? 201 : 200, o);
+		opd_admin__reply(resp, c->kind == CALL_PUBLISH && r->created ? 201 : 200, o);
 	}
 	c->answered = 1;
 	if (resp == &local) {
 		if (c->conn != NULL && c->a->ops.complete != NULL)
 			c->a->ops.complete(c->a->ops.data, c->conn, resp);
 		opd_admin_response_fini(&local);
-		call_free(c);
+		opd_admin__call_free(c);
 	}
 }
 
@@ -877,17 +848,18 @@ static void call_done(void *data, const struct opd_write_result *r)
  * Start a write: 0 with resp filled (answered at once), OPD_EAGAIN deferred.
  * rc is what the configuration service returned when asked.
  */
-static int call_started(struct admin_call *c, int rc, struct opd_admin_response *resp)
+int opd_admin__call_started(struct admin_call *c, int rc, struct opd_admin_response *resp)
 {
 	if (rc != 0) {
 		/* Not writable after all (lost leadership in between): nothing was proposed. */
 		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
-		reply_error(resp, 503, "read_only", "this node cannot accept writes now");
-		call_free(c);
+		opd_admin__reply_error(resp, 503, "read_only",
+				       "this node cannot accept writes now");
+		opd_admin__call_free(c);
 		return 0;
 	}
 	if (c->answered) {
-		call_free(c);
+		opd_admin__call_free(c);
 		return 0;
 	}
 	c->sync_resp = NULL;
@@ -902,20 +874,21 @@ static int config_publish(struct opd_admin *a, const char *name, const struct op
 	int64_t priority = 0;
 	const char *message = "", *bad;
 	char msg[512];
-	struct opd_publish p = {.name = name, .actor = ADMIN_ACTOR};
+	struct opd_publish p = {.name = name, .actor = OPD_ADMIN_ACTOR};
 	struct admin_call *c;
 	json_t *root;
 	int rc;
 
-	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
+	if (opd_admin__request_id(req, id, resp) != 0 ||
+	    (root = opd_admin__parse_body(req, resp)) == NULL)
 		return 0;
-	c = call_new(a, conn, CALL_PUBLISH, name, resp);
+	c = opd_admin__call_new(a, conn, CALL_PUBLISH, name, resp);
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	opd_files_init(&files);
 	bad = parse_publish(root, &c->selector, &files, &priority, &message, msg, sizeof(msg));
 	if (bad != NULL) {
-		reply_error(resp, 400, "invalid_argument", "%s", bad);
-		call_free(c);
+		opd_admin__reply_error(resp, 400, "invalid_argument", "%s", bad);
+		opd_admin__call_free(c);
 		rc = 0;
 		goto out;
 	}
@@ -925,7 +898,8 @@ static int config_publish(struct opd_admin *a, const char *name, const struct op
 	p.priority = priority;
 	p.files = &files;
 	p.message = message;
-	rc = call_started(c, opd_configs_publish(a->configs, &p, id, call_done, c), resp);
+	rc =
+	    opd_admin__call_started(c, opd_configs_publish(a->configs, &p, id, call_done, c), resp);
 out:
 	opd_files_fini(&files);
 	json_decref(root);
@@ -943,24 +917,26 @@ static int config_rollback(struct opd_admin *a, const char *name,
 	const char *bad;
 	int rc = 0;
 
-	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
+	if (opd_admin__request_id(req, id, resp) != 0 ||
+	    (root = opd_admin__parse_body(req, resp)) == NULL)
 		return 0;
-	if ((bad = unknown_key(root, keys)) != NULL) {
-		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", bad);
+	if ((bad = opd_admin__unknown_key(root, keys)) != NULL) {
+		opd_admin__reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", bad);
 		goto out;
 	}
 	v = json_object_get(root, "version");
 	if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 1) {
-		reply_error(resp, 400, "invalid_argument",
-			    "\"version\" must be a positive integer");
+		opd_admin__reply_error(resp, 400, "invalid_argument",
+				       "\"version\" must be a positive integer");
 		goto out;
 	}
-	c = call_new(a, conn, CALL_ROLLBACK, name, resp);
+	c = opd_admin__call_new(a, conn, CALL_ROLLBACK, name, resp);
 	opd_hex_encode(id, sizeof(id), c->request_id);
-	rc = call_started(c,
-			  opd_configs_rollback(a->configs, name, (uint64_t)json_integer_value(v),
-					       ADMIN_ACTOR, id, call_done, c),
-			  resp);
+	rc = opd_admin__call_started(c,
+				     opd_configs_rollback(a->configs, name,
+							  (uint64_t)json_integer_value(v),
+							  OPD_ADMIN_ACTOR, id, call_done, c),
+				     resp);
 out:
 	json_decref(root);
 	return rc;
@@ -972,12 +948,12 @@ static int config_delete(struct opd_admin *a, const char *name, const struct opd
 	uint8_t id[OPD_REQUEST_ID_LEN];
 	struct admin_call *c;
 
-	if (request_id(req, id, resp) != 0)
+	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
-	c = call_new(a, conn, CALL_DELETE, name, resp);
+	c = opd_admin__call_new(a, conn, CALL_DELETE, name, resp);
 	opd_hex_encode(id, sizeof(id), c->request_id);
-	return call_started(c, opd_configs_delete(a->configs, name, ADMIN_ACTOR, id, call_done, c),
-			    resp);
+	return opd_admin__call_started(
+	    c, opd_configs_delete(a->configs, name, OPD_ADMIN_ACTOR, id, call_done, c), resp);
 }
 
 /*
@@ -985,8 +961,8 @@ static int config_delete(struct opd_admin *a, const char *name, const struct opd
  * leader (0 + deferred), or is refused with 503 read_only (resp filled).
  * Returns 1 when this node should perform the write itself.
  */
-static int write_here(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-		      struct opd_admin_response *resp, int *rc)
+int opd_admin__write_here(struct opd_admin *a, const struct opd_http_request *req, void *conn,
+			  struct opd_admin_response *resp, int *rc)
 {
 	*rc = 0;
 	if (a->configs->node == NULL || opd_node_writable(a->configs->node))
@@ -1002,15 +978,14 @@ static int write_here(struct opd_admin *a, const struct opd_http_request *req, v
 
 		opd_node_status(a->configs->node, &st);
 		opd_buf_appendf(&resp->headers, "Retry-After: 1\r\n");
-		reply_error(resp, 503, "read_only", "node %llu is read-only: %s",
-			    (unsigned long long)st.id, st.reason[0] ? st.reason : "not the leader");
+		opd_admin__reply_error(resp, 503, "read_only", "node %llu is read-only: %s",
+				       (unsigned long long)st.id,
+				       st.reason[0] ? st.reason : "not the leader");
 	}
 	return 0;
 }
 
 /* ---- log level ---- */
-
-static bool method_is(const struct opd_http_request *req, const char *m);
 
 /*
  * GET /api/v1/log-level, PUT {"level": "debug|info|warn|error"}: this node's
@@ -1022,21 +997,22 @@ static void log_level(const struct opd_http_request *req, struct opd_admin_respo
 	enum opd_log_level level;
 	json_t *root, *o;
 
-	if (method_is(req, "PUT")) {
-		if ((root = parse_body(req, resp)) == NULL)
+	if (opd_admin__method_is(req, "PUT")) {
+		if ((root = opd_admin__parse_body(req, resp)) == NULL)
 			return;
 		o = json_object_get(root, "level");
 		if (!json_is_string(o) || opd_log_parse_level(json_string_value(o), &level) != 0 ||
 		    json_object_size(root) != 1) {
 			json_decref(root);
-			reply_error(resp, 400, "invalid_argument",
-				    "expected {\"level\": \"debug\"|\"info\"|\"warn\"|\"error\"}");
+			opd_admin__reply_error(
+			    resp, 400, "invalid_argument",
+			    "expected {\"level\": \"debug\"|\"info\"|\"warn\"|\"error\"}");
 			return;
 		}
 		json_decref(root);
 		opd_log_init(level);
-	} else if (!method_is(req, "GET")) {
-		reply_method(resp, "GET, PUT");
+	} else if (!opd_admin__method_is(req, "GET")) {
+		opd_admin__reply_method(resp, "GET, PUT");
 		return;
 	}
 	for (level = OPD_LOG_DEBUG; level <= OPD_LOG_ERROR; level++)
@@ -1044,25 +1020,23 @@ static void log_level(const struct opd_http_request *req, struct opd_admin_respo
 			break;
 	o = json_object();
 	json_object_set_new(o, "level",
-			    jstr(names[level <= OPD_LOG_ERROR ? level : OPD_LOG_ERROR]));
-	reply(resp, 200, o);
+			    opd_admin__jstr(names[level <= OPD_LOG_ERROR ? level : OPD_LOG_ERROR]));
+	opd_admin__reply(resp, 200, o);
 }
 
 /* ---- audit ---- */
-
-static int parse_version(const char *s, uint64_t *out);
 
 static int audit_cb(void *data, const struct opd_audit_entry *e)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "seq", ju64(e->seq));
-	json_object_set_new(o, "ts_ms", ju64(e->ts_ms));
-	json_object_set_new(o, "actor", jstr(e->actor ? e->actor : ""));
-	json_object_set_new(o, "action", jstr(e->action ? e->action : ""));
-	json_object_set_new(o, "name", jstr(e->name ? e->name : ""));
-	json_object_set_new(o, "version", e->version ? ju64(e->version) : json_null());
-	json_object_set_new(o, "detail", jstr(e->detail ? e->detail : ""));
+	json_object_set_new(o, "seq", opd_admin__ju64(e->seq));
+	json_object_set_new(o, "ts_ms", opd_admin__ju64(e->ts_ms));
+	json_object_set_new(o, "actor", opd_admin__jstr(e->actor ? e->actor : ""));
+	json_object_set_new(o, "action", opd_admin__jstr(e->action ? e->action : ""));
+	json_object_set_new(o, "name", opd_admin__jstr(e->name ? e->name : ""));
+	json_object_set_new(o, "version", e->version ? opd_admin__ju64(e->version) : json_null());
+	json_object_set_new(o, "detail", opd_admin__jstr(e->detail ? e->detail : ""));
 	json_array_append_new(data, o);
 	return 0;
 }
@@ -1076,22 +1050,24 @@ static void audit_list(struct opd_admin *a, const struct opd_http_request *req,
 	json_t *arr, *root;
 
 	if (q[0] != '\0') {
-		if (strncmp(q, "limit=", 6) != 0 || parse_version(q + 6, &limit) != 0 ||
+		if (strncmp(q, "limit=", 6) != 0 || opd_admin__parse_version(q + 6, &limit) != 0 ||
 		    limit > 10000) {
-			reply_error(resp, 400, "invalid_argument",
-				    "the only parameter is limit=N with 1 <= N <= 10000");
+			opd_admin__reply_error(
+			    resp, 400, "invalid_argument",
+			    "the only parameter is limit=N with 1 <= N <= 10000");
 			return;
 		}
 	}
 	arr = json_array();
 	if (opd_store_foreach_audit(&a->configs->store, (size_t)limit, audit_cb, arr) != 0) {
 		json_decref(arr);
-		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
+		opd_admin__reply_error(resp, 500, "internal", "%s",
+				       opd_store_errmsg(&a->configs->store));
 		return;
 	}
 	root = json_object();
 	json_object_set_new(root, "entries", arr);
-	reply(resp, 200, root);
+	opd_admin__reply(resp, 200, root);
 }
 
 /* ---- signing keys ---- */
@@ -1100,12 +1076,13 @@ static int key_cb(void *data, const struct opd_signing_key *k)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "key_id", jstr(k->key_id));
+	json_object_set_new(o, "key_id", opd_admin__jstr(k->key_id));
 	json_object_set_new(o, "public_key",
 			    base64_encode(k->public_key, OPD_STORE_PUBLIC_KEY_LEN));
 	json_object_set_new(o, "active", json_boolean(k->active));
-	json_object_set_new(o, "added_ms", ju64(k->added_ms));
-	json_object_set_new(o, "retired_ms", k->retired_ms ? ju64(k->retired_ms) : json_null());
+	json_object_set_new(o, "added_ms", opd_admin__ju64(k->added_ms));
+	json_object_set_new(o, "retired_ms",
+			    k->retired_ms ? opd_admin__ju64(k->retired_ms) : json_null());
 	json_array_append_new(data, o);
 	return 0;
 }
@@ -1117,13 +1094,14 @@ static void keys_list(struct opd_admin *a, struct opd_admin_response *resp)
 
 	if (opd_store_foreach_signing_key(&a->configs->store, key_cb, arr) != 0) {
 		json_decref(arr);
-		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
+		opd_admin__reply_error(resp, 500, "internal", "%s",
+				       opd_store_errmsg(&a->configs->store));
 		return;
 	}
 	root = json_object();
-	json_object_set_new(root, "algorithm", jstr("Ed25519"));
+	json_object_set_new(root, "algorithm", opd_admin__jstr("Ed25519"));
 	json_object_set_new(root, "keys", arr);
-	reply(resp, 200, root);
+	opd_admin__reply(resp, 200, root);
 }
 
 /* ---- agents ---- */
@@ -1133,10 +1111,11 @@ static json_t *health_json(const Opamp__Proto__V1__ComponentHealth *h, int depth
 	json_t *o = json_object(), *comps = json_object();
 
 	json_object_set_new(o, "healthy", json_boolean(h->healthy));
-	json_object_set_new(o, "status", jstr(h->status != NULL ? h->status : ""));
-	json_object_set_new(o, "last_error", jstr(h->last_error != NULL ? h->last_error : ""));
-	json_object_set_new(o, "start_time_unix_nano", ju64(h->start_time_unix_nano));
-	json_object_set_new(o, "status_time_unix_nano", ju64(h->status_time_unix_nano));
+	json_object_set_new(o, "status", opd_admin__jstr(h->status != NULL ? h->status : ""));
+	json_object_set_new(o, "last_error",
+			    opd_admin__jstr(h->last_error != NULL ? h->last_error : ""));
+	json_object_set_new(o, "start_time_unix_nano", opd_admin__ju64(h->start_time_unix_nano));
+	json_object_set_new(o, "status_time_unix_nano", opd_admin__ju64(h->status_time_unix_nano));
 	/* Agents choose the nesting; deeper levels are cut off rather than recursed into. */
 	if (depth < MAX_HEALTH_DEPTH) {
 		for (size_t i = 0; i < h->n_component_health_map; i++) {
@@ -1167,9 +1146,9 @@ static json_t *agent_cert_json(const struct opd_agent *ag)
 			    t != NULL && t->has_presented ? jhex(t->presented, OPD_CERT_FP_LEN)
 							  : json_null());
 	if (t != NULL && t->issued_serial != 0) {
-		json_object_set_new(o, "serial", ju64(t->issued_serial));
+		json_object_set_new(o, "serial", opd_admin__ju64(t->issued_serial));
 		json_object_set_new(o, "fingerprint", jhex(t->issued_fp, OPD_CERT_FP_LEN));
-		json_object_set_new(o, "not_after_ms", ju64(t->issued_not_after_ms));
+		json_object_set_new(o, "not_after_ms", opd_admin__ju64(t->issued_not_after_ms));
 		json_object_set_new(o, "revoked", json_boolean(t->issued_revoked));
 		json_object_set_new(
 		    o, "in_use",
@@ -1183,16 +1162,17 @@ static json_t *agent_cert_json(const struct opd_agent *ag)
 	offer = json_object();
 	json_object_set_new(offer, "state", json_string(opd_offer_state_name(t->offer)));
 	json_object_set_new(offer, "fingerprint", jhex(t->offer_fp, OPD_CERT_FP_LEN));
-	json_object_set_new(offer, "rotation_id", t->rotation_id[0] ? jstr(t->rotation_id)
-								   : json_null());
-	json_object_set_new(offer, "offered_ms", ju64(t->offered_ms));
+	json_object_set_new(offer, "rotation_id",
+			    t->rotation_id[0] ? opd_admin__jstr(t->rotation_id) : json_null());
+	json_object_set_new(offer, "offered_ms", opd_admin__ju64(t->offered_ms));
 	json_object_set_new(offer, "sends", json_integer(t->sends));
-	json_object_set_new(offer, "message", t->message != NULL ? jstr(t->message) : json_null());
+	json_object_set_new(offer, "message",
+			    t->message != NULL ? opd_admin__jstr(t->message) : json_null());
 	json_object_set_new(o, "offer", offer);
 	return o;
 }
 
-static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint64_t now)
+json_t *opd_admin__agent_json(struct opd_admin *a, const struct opd_agent *ag, uint64_t now)
 {
 	const struct opd_registry *r = a->registry;
 	json_t *o = json_object(), *health = json_object(), *rcs = json_object(), *caps;
@@ -1202,13 +1182,13 @@ static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint6
 
 	opd_hex_encode(ag->uid, OPD_UID_LEN, uid);
 	json_object_set_new(o, "instance_uid", json_string(uid));
-	json_object_set_new(o, "identifying_attributes", jkvs(&ag->ident));
-	json_object_set_new(o, "non_identifying_attributes", jkvs(&ag->nonident));
+	json_object_set_new(o, "identifying_attributes", opd_admin__jkvs(&ag->ident));
+	json_object_set_new(o, "non_identifying_attributes", opd_admin__jkvs(&ag->nonident));
 	json_object_set_new(o, "connected", json_boolean(ag->connected));
 	json_object_set_new(o, "transport", json_string(opd_transport_name(ag->transport)));
-	json_object_set_new(o, "capabilities", ju64(ag->capabilities));
-	json_object_set_new(o, "sequence_num", ju64(ag->last_seq));
-	json_object_set_new(o, "last_seen_ms", ju64(ag->last_seen_wall_ms));
+	json_object_set_new(o, "capabilities", opd_admin__ju64(ag->capabilities));
+	json_object_set_new(o, "sequence_num", opd_admin__ju64(ag->last_seq));
+	json_object_set_new(o, "last_seen_ms", opd_admin__ju64(ag->last_seen_wall_ms));
 
 	json_object_set_new(health, "state",
 			    json_string(opd_health_state_name(opd_registry_health(r, ag, now))));
@@ -1232,8 +1212,8 @@ static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint6
 
 	if (r->ops.desired != NULL && r->ops.desired(r->ops.data, ag, &d) == 0 && d.name != NULL) {
 		json_t *dc = json_object();
-		json_object_set_new(dc, "name", jstr(d.name));
-		json_object_set_new(dc, "version", ju64(d.version));
+		json_object_set_new(dc, "name", opd_admin__jstr(d.name));
+		json_object_set_new(dc, "version", opd_admin__ju64(d.version));
 		json_object_set_new(dc, "config_hash",
 				    jhex(d.hash, d.hash != NULL ? d.hash_len : 0));
 		json_object_set_new(o, "desired_config", dc);
@@ -1243,14 +1223,15 @@ static json_t *agent_json(struct opd_admin *a, const struct opd_agent *ag, uint6
 
 	json_object_set_new(rcs, "status", json_string(opd_rc_status_name(ag->rc_status)));
 	json_object_set_new(rcs, "config_hash", jhex(ag->rc_hash.b, ag->rc_hash.len));
-	json_object_set_new(rcs, "error_message", jstr(ag->rc_error != NULL ? ag->rc_error : ""));
+	json_object_set_new(rcs, "error_message",
+			    opd_admin__jstr(ag->rc_error != NULL ? ag->rc_error : ""));
 	json_object_set_new(o, "remote_config_status", rcs);
 	json_object_set_new(o, "effective_config_hash",
 			    ag->has_effective ? jhex(ag->effective_hash.b, ag->effective_hash.len)
 					      : json_null());
 	caps = json_array();
 	for (size_t i = 0; i < ag->n_custom_caps; i++)
-		json_array_append_new(caps, jstr(ag->custom_caps[i]));
+		json_array_append_new(caps, opd_admin__jstr(ag->custom_caps[i]));
 	json_object_set_new(o, "custom_capabilities", caps);
 	json_object_set_new(o, "certificate", agent_cert_json(ag));
 	return o;
@@ -1291,8 +1272,8 @@ static const char *parse_filter(const char *query, struct agent_filter *f, char 
 
 		if (n == 0)
 			goto next;
-		if (url_decode(p, kn, true, k, kn + 1) != 0 ||
-		    url_decode(eq != NULL ? eq + 1 : "", vn, true, v, vn + 1) != 0) {
+		if (opd_admin__url_decode(p, kn, true, k, kn + 1) != 0 ||
+		    opd_admin__url_decode(eq != NULL ? eq + 1 : "", vn, true, v, vn + 1) != 0) {
 			err = "malformed percent-encoding in the query";
 		} else if (strcmp(k, "health") == 0) {
 			size_t i;
@@ -1370,7 +1351,7 @@ static int agents_list(struct opd_admin *a, const struct opd_http_request *req, 
 	bad = parse_filter(req->query != NULL ? req->query : "", &f, msg, sizeof(msg));
 	if (bad != NULL) {
 		filter_fini(&f);
-		reply_error(resp, 400, "invalid_argument", "%s", bad);
+		opd_admin__reply_error(resp, 400, "invalid_argument", "%s", bad);
 		return 0;
 	}
 	arr = json_array();
@@ -1378,7 +1359,7 @@ static int agents_list(struct opd_admin *a, const struct opd_http_request *req, 
 	{
 		const struct opd_agent *ag = opd_container_of(pos, struct opd_agent, link);
 		if (filter_match(a, &f, ag, now))
-			json_array_append_new(arr, agent_json(a, ag, now));
+			json_array_append_new(arr, opd_admin__agent_json(a, ag, now));
 	}
 	filter_fini(&f);
 	root = json_object();
@@ -1392,7 +1373,7 @@ static int agents_list(struct opd_admin *a, const struct opd_http_request *req, 
 	}
 	json_object_set_new(root, "count", json_integer((json_int_t)json_array_size(arr)));
 	json_object_set_new(root, "partial", json_false());
-	reply(resp, 200, root);
+	opd_admin__reply(resp, 200, root);
 	return 0;
 }
 
@@ -1402,16 +1383,16 @@ static void agent_get(struct opd_admin *a, const char *uid_text, struct opd_admi
 	struct opd_agent *ag;
 
 	if (opd_uid_parse(uid_text, uid) != 0) {
-		reply_error(resp, 400, "invalid_argument",
-			    "instance_uid must be 32 hex digits or a UUID");
+		opd_admin__reply_error(resp, 400, "invalid_argument",
+				       "instance_uid must be 32 hex digits or a UUID");
 		return;
 	}
 	ag = opd_registry_find(a->registry, uid);
 	if (ag == NULL) {
-		reply_not_found(resp);
+		opd_admin__reply_not_found(resp);
 		return;
 	}
-	reply(resp, 200, agent_json(a, ag, opd_clock_now(a->clock)));
+	opd_admin__reply(resp, 200, opd_admin__agent_json(a, ag, opd_clock_now(a->clock)));
 }
 
 /* ---- routing ---- */
@@ -1421,10 +1402,10 @@ static void reply_status(struct opd_admin_response *resp, int status, const char
 	json_t *o = json_object();
 
 	json_object_set_new(o, "status", json_string(text));
-	reply(resp, status, o);
+	opd_admin__reply(resp, status, o);
 }
 
-static bool method_is(const struct opd_http_request *req, const char *m)
+bool opd_admin__method_is(const struct opd_http_request *req, const char *m)
 {
 	return req->method != NULL && strcmp(req->method, m) == 0;
 }
@@ -1434,7 +1415,7 @@ static bool method_is(const struct opd_http_request *req, const char *m)
  * empty segment or too many (a route that cannot exist), or -1 for bad
  * encoding.
  */
-static int split_path(const char *path, char seg[MAX_SEGMENTS][MAX_SEGMENT])
+static int split_path(const char *path, char seg[OPD_ADMIN_MAX_SEGMENTS][OPD_ADMIN_MAX_SEGMENT])
 {
 	int n = 0;
 
@@ -1444,9 +1425,9 @@ static int split_path(const char *path, char seg[MAX_SEGMENTS][MAX_SEGMENT])
 		size_t len = strcspn(p, "/");
 		int rc;
 
-		if (len == 0 || n == MAX_SEGMENTS)
+		if (len == 0 || n == OPD_ADMIN_MAX_SEGMENTS)
 			return 0;
-		rc = url_decode(p, len, false, seg[n], MAX_SEGMENT);
+		rc = opd_admin__url_decode(p, len, false, seg[n], OPD_ADMIN_MAX_SEGMENT);
 		if (rc == OPD_ETOOBIG)
 			return 0;
 		if (rc != 0)
@@ -1463,14 +1444,15 @@ static bool valid_name(const char *name, struct opd_admin_response *resp)
 {
 	if (opd_validate_name(name))
 		return true;
-	reply_error(resp, 400, "invalid_argument",
-		    "configuration names are 1 to %d of A-Z a-z 0-9 . _ - and do not start "
-		    "with '.'",
-		    OPD_MAX_CONFIG_NAME);
+	opd_admin__reply_error(
+	    resp, 400, "invalid_argument",
+	    "configuration names are 1 to %d of A-Z a-z 0-9 . _ - and do not start "
+	    "with '.'",
+	    OPD_MAX_CONFIG_NAME);
 	return false;
 }
 
-static int parse_version(const char *s, uint64_t *out)
+int opd_admin__parse_version(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -1486,24 +1468,25 @@ static int parse_version(const char *s, uint64_t *out)
 }
 
 static int route_configs(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-			 char seg[MAX_SEGMENTS][MAX_SEGMENT], int n,
+			 char seg[OPD_ADMIN_MAX_SEGMENTS][OPD_ADMIN_MAX_SEGMENT], int n,
 			 struct opd_admin_response *resp)
 {
 	uint64_t version;
 	int rc;
 
 	if (n == 3) {
-		if (method_is(req, "GET"))
+		if (opd_admin__method_is(req, "GET"))
 			configs_list(a, resp);
 		else
-			reply_method(resp, "GET");
+			opd_admin__reply_method(resp, "GET");
 		return 0;
 	}
 	if (n == 4) {
-		bool get = method_is(req, "GET"), post = method_is(req, "POST"),
-		     del = method_is(req, "DELETE");
+		bool get = opd_admin__method_is(req, "GET"),
+		     post = opd_admin__method_is(req, "POST"),
+		     del = opd_admin__method_is(req, "DELETE");
 		if (!get && !post && !del) {
-			reply_method(resp, "GET, POST, DELETE");
+			opd_admin__reply_method(resp, "GET, POST, DELETE");
 			return 0;
 		}
 		if (!valid_name(seg[3], resp))
@@ -1512,38 +1495,38 @@ static int route_configs(struct opd_admin *a, const struct opd_http_request *req
 			config_get(a, seg[3], resp);
 			return 0;
 		}
-		if (!write_here(a, req, conn, resp, &rc))
+		if (!opd_admin__write_here(a, req, conn, resp, &rc))
 			return rc;
 		return post ? config_publish(a, seg[3], req, conn, resp)
 			    : config_delete(a, seg[3], req, conn, resp);
 	}
 	if (n == 5 && strcmp(seg[4], "rollback") == 0) {
-		if (!method_is(req, "POST")) {
-			reply_method(resp, "POST");
+		if (!opd_admin__method_is(req, "POST")) {
+			opd_admin__reply_method(resp, "POST");
 			return 0;
 		}
 		if (!valid_name(seg[3], resp))
 			return 0;
-		if (!write_here(a, req, conn, resp, &rc))
+		if (!opd_admin__write_here(a, req, conn, resp, &rc))
 			return rc;
 		return config_rollback(a, seg[3], req, conn, resp);
 	}
 	if (n == 6 && strcmp(seg[4], "versions") == 0) {
-		if (!method_is(req, "GET")) {
-			reply_method(resp, "GET");
+		if (!opd_admin__method_is(req, "GET")) {
+			opd_admin__reply_method(resp, "GET");
 			return 0;
 		}
 		if (!valid_name(seg[3], resp))
 			return 0;
-		if (parse_version(seg[5], &version) != 0) {
-			reply_error(resp, 400, "invalid_argument",
-				    "the version must be a positive integer");
+		if (opd_admin__parse_version(seg[5], &version) != 0) {
+			opd_admin__reply_error(resp, 400, "invalid_argument",
+					       "the version must be a positive integer");
 			return 0;
 		}
 		version_get(a, seg[3], version, resp);
 		return 0;
 	}
-	reply_not_found(resp);
+	opd_admin__reply_not_found(resp);
 	return 0;
 }
 
@@ -1554,851 +1537,22 @@ static void tls_reload(struct opd_admin *a, struct opd_admin_response *resp)
 	json_t *j;
 
 	if (a->ops.tls_reload == NULL) {
-		reply_not_found(resp);
+		opd_admin__reply_not_found(resp);
 		return;
 	}
 	j = a->ops.tls_reload(a->ops.tls_data, err);
 	if (j == NULL)
-		reply_error(resp, 500, "tls_reload_failed", "%s", err);
+		opd_admin__reply_error(resp, 500, "tls_reload_failed", "%s", err);
 	else
-		reply(resp, 200, j);
-}
-
-/* ---- certificates and the fleet CA (issue #4) ---- */
-
-/*
- * The value of key in a query string, percent-decoded into out (cap bytes):
- * 1 found, 0 absent, -1 malformed or too long. *unknown is set to 1 when a
- * key outside allowed (NULL-terminated) is present.
- */
-static int query_get(const char *query, const char *key, const char *const *allowed, char *out,
-		     size_t cap, int *unknown)
-{
-	int found = 0;
-
-	for (const char *p = query != NULL ? query : ""; *p != '\0';) {
-		size_t n = strcspn(p, "&"), kn;
-		const char *eq = memchr(p, '=', n);
-		char k[64];
-		size_t i;
-
-		kn = eq != NULL ? (size_t)(eq - p) : n;
-		if (n > 0 && url_decode(p, kn, true, k, sizeof(k)) == 0) {
-			for (i = 0; allowed[i] != NULL && strcmp(allowed[i], k) != 0; i++)
-				;
-			if (allowed[i] == NULL)
-				*unknown = 1;
-			if (strcmp(k, key) == 0) {
-				if (eq == NULL ||
-				    url_decode(eq + 1, n - kn - 1, true, out, cap) != 0)
-					return -1;
-				found = 1;
-			}
-		} else if (n > 0) {
-			*unknown = 1;
-		}
-		p += n;
-		if (*p == '&')
-			p++;
-	}
-	return found;
-}
-
-static int parse_u64_text(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (s[0] < '0' || s[0] > '9' || strlen(s) > 20)
-		return OPD_EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v > max)
-		return OPD_EINVAL;
-	*out = v;
-	return 0;
-}
-
-static bool certs_available(struct opd_admin *a, struct opd_admin_response *resp)
-{
-	if (a->certs != NULL)
-		return true;
-	reply_not_found(resp);
-	return false;
-}
-
-static json_t *cert_json(const struct opd_cert_info *c, bool full)
-{
-	json_t *o = json_object();
-	char serial_hex[24];
-
-	snprintf(serial_hex, sizeof(serial_hex), "%llX", (unsigned long long)c->serial);
-	json_object_set_new(o, "serial", ju64(c->serial));
-	json_object_set_new(o, "serial_hex", jstr(serial_hex));
-	json_object_set_new(o, "instance_uid", jstr(c->instance_uid));
-	json_object_set_new(o, "subject", jstr(c->subject));
-	json_object_set_new(o, "fingerprint", jstr(c->fingerprint));
-	json_object_set_new(o, "ca_fingerprint", jstr(c->ca_fingerprint));
-	json_object_set_new(o, "reason", jstr(c->reason));
-	json_object_set_new(o, "rotation_id",
-			    c->rotation_id[0] ? jstr(c->rotation_id) : json_null());
-	json_object_set_new(o, "not_before_ms", ju64(c->not_before * 1000));
-	json_object_set_new(o, "not_after_ms", ju64(c->not_after * 1000));
-	json_object_set_new(o, "issued_ms", ju64(c->issued_ms));
-	json_object_set_new(o, "actor", jstr(c->actor));
-	json_object_set_new(o, "revoked", json_boolean(c->revoked));
-	if (c->revoked) {
-		json_object_set_new(o, "revoked_ms", ju64(c->revoked_ms));
-		json_object_set_new(o, "revoke_reason", jstr(c->revoke_reason));
-	}
-	if (full)
-		json_object_set_new(o, "cert_pem", jstr(c->cert_pem));
-	return o;
-}
-
-static int cert_list_cb(void *data, const struct opd_cert_info *c)
-{
-	json_array_append_new(data, cert_json(c, false));
-	return 0;
-}
-
-/* GET /api/v1/certificates[?agent=UID][&expiring_within=SECONDS][&limit=N] */
-static void certs_list(struct opd_admin *a, const struct opd_http_request *req,
-		       struct opd_admin_response *resp)
-{
-	static const char *const keys[] = {"agent", "expiring_within", "limit", NULL};
-	struct opd_cert_filter f = {.limit = 1000};
-	char agent[64], within[32], limit[32], uid_hex[33];
-	uint64_t now = opd_clock_wall(a->clock) / 1000, secs, lim;
-	uint8_t uid[OPD_UID_LEN];
-	int unknown = 0, has_agent, has_within, has_limit;
-	json_t *arr, *root;
-
-	has_agent = query_get(req->query, "agent", keys, agent, sizeof(agent), &unknown);
-	has_within =
-	    query_get(req->query, "expiring_within", keys, within, sizeof(within), &unknown);
-	has_limit = query_get(req->query, "limit", keys, limit, sizeof(limit), &unknown);
-	if (unknown || has_agent < 0 || has_within < 0 || has_limit < 0) {
-		reply_error(resp, 400, "invalid_argument",
-			    "query parameters are agent, expiring_within and limit");
-		return;
-	}
-	if (has_agent) {
-		if (opd_uid_parse(agent, uid) != 0) {
-			reply_error(resp, 400, "invalid_argument",
-				    "agent must be an instance_uid: 32 hex digits or a UUID");
-			return;
-		}
-		opd_hex_encode(uid, OPD_UID_LEN, uid_hex);
-		f.instance_uid = uid_hex;
-	}
-	if (has_within) {
-		if (parse_u64_text(within, 100ull * 366 * 86400, &secs) != 0) {
-			reply_error(resp, 400, "invalid_argument",
-				    "expiring_within must be a number of seconds");
-			return;
-		}
-		/* Still valid, and over by then: the ones to renew, soonest first. */
-		f.expiring_before = now + secs;
-		f.valid_at = now;
-		f.by_expiry = 1;
-		f.exclude_revoked = 1;
-	}
-	if (has_limit) {
-		if (parse_u64_text(limit, 100000, &lim) != 0 || lim == 0) {
-			reply_error(resp, 400, "invalid_argument", "limit must be 1 to 100000");
-			return;
-		}
-		f.limit = lim;
-	}
-	arr = json_array();
-	if (opd_store_foreach_certificate(&a->configs->store, &f, cert_list_cb, arr) != 0) {
-		json_decref(arr);
-		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
-		return;
-	}
-	root = json_object();
-	json_object_set_new(root, "certificates", arr);
-	reply(resp, 200, root);
-}
-
-static void cert_get(struct opd_admin *a, const char *text, struct opd_admin_response *resp)
-{
-	struct opd_cert_info c;
-	uint64_t serial;
-	int rc;
-
-	if (parse_version(text, &serial) != 0) {
-		reply_error(resp, 400, "invalid_argument",
-			    "the serial must be a positive decimal integer");
-		return;
-	}
-	rc = opd_store_get_certificate(&a->configs->store, serial, &c);
-	if (rc != 0) {
-		reply_store_error(resp, rc);
-		return;
-	}
-	reply(resp, 200, cert_json(&c, true));
-	opd_cert_info_fini(&c);
-}
-
-static void cert_reply_error(struct opd_admin_response *resp, const struct opd_cert_result *r)
-{
-	switch (r->status) {
-	case OPD_EINVAL:
-		reply_error(resp, 400, "invalid_argument", "%s", r->message);
-		return;
-	case OPD_EIO:
-		/* This node cannot sign: not a lasting state of the cluster, but of this node. */
-		opd_buf_appendf(&resp->headers, "Retry-After: 5\r\n");
-		reply_error(resp, 503, "ca_key_unavailable", "%s", r->message);
-		return;
-	default: {
-		struct opd_write_result w = {.status = r->status};
-
-		snprintf(w.message, sizeof(w.message), "%s", r->message);
-		reply_write_error(resp, &w);
-	}
-	}
-}
-
-static void cert_call_done(void *data, const struct opd_cert_result *r)
-{
-	struct admin_call *c = data;
-	struct opd_admin_response local, *resp = c->sync_resp;
-	int status = 200;
-	json_t *o;
-
-	if (resp == NULL) {
-		opd_admin_response_init(&local);
-		resp = &local;
-	}
-	if (r->status != 0) {
-		cert_reply_error(resp, r);
-	} else {
-		o = json_object();
-		switch (c->kind) {
-		case CALL_CERT_REVOKE:
-			json_object_set_new(o, "serial", ju64(r->serial));
-			json_object_set_new(o, "revoked", json_true());
-			break;
-		case CALL_CA_ROTATE:
-			json_object_set_new(o, "fingerprint", jstr(r->fingerprint));
-			json_object_set_new(o, "state", jstr("active"));
-			json_object_set_new(o, "not_after_ms", ju64(r->not_after * 1000));
-			/* Where the leader keeps the new key: the other voters need a copy. */
-			json_object_set_new(o, "key_file",
-					    r->key_file[0] ? jstr(r->key_file) : json_null());
-			status = r->duplicate ? 200 : 201;
-			break;
-		case CALL_CA_ACTIVATE:
-		case CALL_CA_RETIRE:
-			json_object_set_new(o, "fingerprint", jstr(r->fingerprint));
-			json_object_set_new(
-			    o, "state", jstr(c->kind == CALL_CA_ACTIVATE ? "active" : "retired"));
-			break;
-		case CALL_CSR: {
-			/* A follower relays this to its agent: the certificate and the bundle. */
-			struct opd_buf b;
-
-			opd_buf_init(&b);
-			if (opd_certs_bundle(c->a->certs, &b) == 0)
-				json_object_set_new(o, "ca_cert",
-						    json_stringn((const char *)opd_buf_rptr(&b),
-								 opd_buf_avail(&b)));
-			opd_buf_fini(&b);
-			json_object_set_new(o, "cert", jstr(r->cert_pem ? r->cert_pem : ""));
-			json_object_set_new(o, "serial", ju64(r->serial));
-			break;
-		}
-		default: /* CALL_ROTATION */
-			json_object_set_new(o, "rotation_id", jstr(r->name));
-			json_object_set_new(o, "selector", jkvs(&c->selector));
-			status = r->duplicate ? 200 : 201;
-			break;
-		}
-		json_object_set_new(o, "request_id", jstr(c->request_id));
-		if (r->index > 0)
-			json_object_set_new(o, "applied_index", ju64(r->index));
-		if (r->duplicate)
-			json_object_set_new(o, "duplicate", json_true());
-		reply(resp, status, o);
-	}
-	c->answered = 1;
-	if (resp == &local) {
-		if (c->conn != NULL && c->a->ops.complete != NULL)
-			c->a->ops.complete(c->a->ops.data, c->conn, resp);
-		opd_admin_response_fini(&local);
-		call_free(c);
-	}
-}
-
-/* An optional JSON object body: NULL with resp untouched when empty, or on error (resp set). */
-static json_t *optional_body(const struct opd_http_request *req, struct opd_admin_response *resp,
-			     bool *bad)
-{
-	*bad = false;
-	if (req->body_len == 0)
-		return NULL;
-	json_t *root = parse_body(req, resp);
-	*bad = root == NULL;
-	return root;
-}
-
-static const char *opt_string(json_t *root, const char *key, bool *bad)
-{
-	json_t *v = json_object_get(root, key);
-
-	if (v == NULL || json_is_null(v))
-		return NULL;
-	if (!json_is_string(v))
-		*bad = true;
-	return json_string_value(v);
-}
-
-/* POST /api/v1/certificates/{serial}/revoke {"reason": "keyCompromise"} */
-static int cert_revoke(struct opd_admin *a, const char *text, const struct opd_http_request *req,
-		       void *conn, struct opd_admin_response *resp)
-{
-	static const char *const keys[] = {"reason", NULL};
-	uint8_t id[OPD_REQUEST_ID_LEN];
-	const char *reason = NULL, *k;
-	struct admin_call *c;
-	uint64_t serial;
-	json_t *root;
-	bool bad;
-	int rc;
-
-	if (parse_version(text, &serial) != 0) {
-		reply_error(resp, 400, "invalid_argument",
-			    "the serial must be a positive decimal integer");
-		return 0;
-	}
-	if (request_id(req, id, resp) != 0)
-		return 0;
-	root = optional_body(req, resp, &bad);
-	if (bad)
-		return 0;
-	if (root != NULL && (k = unknown_key(root, keys)) != NULL) {
-		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
-	reason = root != NULL ? opt_string(root, "reason", &bad) : NULL;
-	if (bad) {
-		reply_error(resp, 400, "invalid_argument", "\"reason\" must be a string");
-		json_decref(root);
-		return 0;
-	}
-	c = call_new(a, conn, CALL_CERT_REVOKE, text, resp);
-	opd_hex_encode(id, sizeof(id), c->request_id);
-	rc = call_started(
-	    c, opd_certs_revoke(a->certs, serial, reason, ADMIN_ACTOR, id, cert_call_done, c),
-	    resp);
-	json_decref(root);
-	return rc;
-}
-
-static json_t *ca_json(struct opd_admin *a, const struct opd_ca_info *ca)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "fingerprint", jstr(ca->fingerprint));
-	json_object_set_new(o, "subject", jstr(ca->subject));
-	json_object_set_new(o, "state", jstr(ca->state));
-	json_object_set_new(o, "not_before_ms", ju64(ca->not_before * 1000));
-	json_object_set_new(o, "not_after_ms", ju64(ca->not_after * 1000));
-	json_object_set_new(o, "added_ms", ju64(ca->added_ms));
-	json_object_set_new(o, "activated_ms",
-			    ca->activated_ms ? ju64(ca->activated_ms) : json_null());
-	json_object_set_new(o, "retired_ms", ca->retired_ms ? ju64(ca->retired_ms) : json_null());
-	/* Whether this node could sign with it (or its CRL). */
-	json_object_set_new(o, "key_here",
-			    json_boolean(opd_certs_key(a->certs, ca->fingerprint) != NULL));
-	return o;
-}
-
-struct ca_list {
-	struct opd_admin *a;
-	json_t *cas, *active, *bundle;
-};
-
-static int ca_list_cb(void *data, const struct opd_ca_info *ca)
-{
-	struct ca_list *l = data;
-
-	json_array_append_new(l->cas, ca_json(l->a, ca));
-	if (strcmp(ca->state, "active") == 0) {
-		json_decref(l->active);
-		l->active = ca_json(l->a, ca);
-	}
-	if (strcmp(ca->state, "retired") != 0)
-		json_array_append_new(l->bundle, jstr(ca->fingerprint));
-	return 0;
-}
-
-/* GET /api/v1/ca: the active CA, every other one, the trust bundle's fingerprints. */
-static void ca_status(struct opd_admin *a, struct opd_admin_response *resp)
-{
-	struct ca_list l = {a, json_array(), json_null(), json_array()};
-	uint64_t last = 0;
-	json_t *o;
-
-	if (opd_store_foreach_ca(&a->configs->store, ca_list_cb, &l) != 0 ||
-	    opd_store_last_serial(&a->configs->store, &last) != 0) {
-		json_decref(l.cas);
-		json_decref(l.active);
-		json_decref(l.bundle);
-		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
-		return;
-	}
-	o = json_object();
-	json_object_set_new(o, "active", l.active);
-	json_object_set_new(o, "cas", l.cas);
-	json_object_set_new(o, "trust_bundle", l.bundle);
-	json_object_set_new(o, "last_serial", ju64(last));
-	json_object_set_new(o, "certificate_lifetime_s", ju64(a->certs->lifetime_s));
-	reply(resp, 200, o);
-}
-
-/* POST /api/v1/ca/rotate [{"cert_file": PATH, "key_file": PATH}] (files on the leader). */
-static int ca_rotate(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-		     struct opd_admin_response *resp)
-{
-	static const char *const keys[] = {"cert_file", "key_file", NULL};
-	uint8_t id[OPD_REQUEST_ID_LEN];
-	const char *cert = NULL, *key = NULL, *k;
-	struct admin_call *c;
-	json_t *root;
-	bool bad;
-	int rc;
-
-	if (request_id(req, id, resp) != 0)
-		return 0;
-	root = optional_body(req, resp, &bad);
-	if (bad)
-		return 0;
-	if (root != NULL && (k = unknown_key(root, keys)) != NULL) {
-		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
-	if (root != NULL) {
-		cert = opt_string(root, "cert_file", &bad);
-		key = opt_string(root, "key_file", &bad);
-	}
-	if (bad) {
-		reply_error(resp, 400, "invalid_argument", "cert_file and key_file are paths");
-		json_decref(root);
-		return 0;
-	}
-	c = call_new(a, conn, CALL_CA_ROTATE, "", resp);
-	opd_hex_encode(id, sizeof(id), c->request_id);
-	rc = call_started(
-	    c, opd_certs_rotate_ca(a->certs, cert, key, ADMIN_ACTOR, id, cert_call_done, c), resp);
-	json_decref(root);
-	return rc;
-}
-
-/* POST /api/v1/ca/{fingerprint}/activate and .../retire */
-static int ca_step(struct opd_admin *a, const char *fp, bool activate,
-		   const struct opd_http_request *req, void *conn, struct opd_admin_response *resp)
-{
-	uint8_t id[OPD_REQUEST_ID_LEN];
-	struct admin_call *c;
-
-	if (request_id(req, id, resp) != 0)
-		return 0;
-	c = call_new(a, conn, activate ? CALL_CA_ACTIVATE : CALL_CA_RETIRE, fp, resp);
-	opd_hex_encode(id, sizeof(id), c->request_id);
-	return call_started(
-	    c,
-	    activate ? opd_certs_activate_ca(a->certs, fp, ADMIN_ACTOR, id, cert_call_done, c)
-		     : opd_certs_retire_ca(a->certs, fp, ADMIN_ACTOR, id, cert_call_done, c),
-	    resp);
-}
-
-/* GET /api/v1/ca/crl[?format=der|pem][&ca=FINGERPRINT|all] */
-static void ca_crl(struct opd_admin *a, const struct opd_http_request *req,
-		   struct opd_admin_response *resp)
-{
-	static const char *const keys[] = {"format", "ca", NULL};
-	char format[8] = "der", ca[OPD_CA_FP_LEN + 1];
-	int unknown = 0, has_format, has_ca, rc;
-	bool pem;
-
-	has_format = query_get(req->query, "format", keys, format, sizeof(format), &unknown);
-	has_ca = query_get(req->query, "ca", keys, ca, sizeof(ca), &unknown);
-	if (unknown || has_format < 0 || has_ca < 0 ||
-	    (strcmp(format, "der") != 0 && strcmp(format, "pem") != 0)) {
-		reply_error(resp, 400, "invalid_argument",
-			    "query parameters are format (der or pem) and ca (a fingerprint, or "
-			    "all with format=pem)");
-		return;
-	}
-	pem = strcmp(format, "pem") == 0;
-	opd_buf_reset(&resp->body);
-	rc = opd_certs_crl(a->certs, has_ca ? ca : NULL, pem, &resp->body);
-	if (rc != 0) {
-		opd_buf_reset(&resp->body);
-		if (rc == OPD_ENOTFOUND)
-			reply_error(resp, 404, "not_found", "%s", a->certs->errmsg);
-		else if (rc == OPD_EINVAL)
-			reply_error(resp, 400, "invalid_argument", "%s", a->certs->errmsg);
-		else if (rc == OPD_EIO)
-			reply_error(resp, 503, "ca_key_unavailable", "%s", a->certs->errmsg);
-		else
-			reply_error(resp, 500, "internal", "%s", a->certs->errmsg);
-		return;
-	}
-	resp->status = 200;
-	resp->content_type = pem ? "application/x-pem-file" : "application/pkix-crl";
-}
-
-/* GET /api/v1/ca/bundle: every CA agents and servers should trust now, PEM. */
-static void ca_bundle(struct opd_admin *a, struct opd_admin_response *resp)
-{
-	int rc;
-
-	opd_buf_reset(&resp->body);
-	rc = opd_certs_bundle(a->certs, &resp->body);
-	if (rc != 0) {
-		opd_buf_reset(&resp->body);
-		if (rc == OPD_ENOTFOUND)
-			reply_error(resp, 404, "not_found", "no fleet CA is registered yet");
-		else
-			reply_store_error(resp, rc);
-		return;
-	}
-	resp->status = 200;
-	resp->content_type = "application/x-pem-file";
-}
-
-static json_t *rotation_json(const struct opd_rotation_info *r)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "rotation_id", jstr(r->id));
-	json_object_set_new(o, "selector", jkvs(&r->selector));
-	json_object_set_new(o, "started_ms", ju64(r->started_ms));
-	json_object_set_new(o, "actor", jstr(r->actor));
-	return o;
-}
-
-/* Certificates issued for one rotation, by agent: {uid: fingerprint} (the newest wins). */
-static int rotation_cert_cb(void *data, const struct opd_cert_info *c)
-{
-	json_t *o = json_object_get(data, "certs");
-
-	if (strcmp(c->rotation_id, json_string_value(json_object_get(data, "id"))) == 0)
-		json_object_set_new(o, c->instance_uid, json_string(c->fingerprint));
-	return 0;
-}
-
-static bool str_eq(json_t *a, const char *b)
-{
-	return json_is_string(a) && b != NULL && strcmp(json_string_value(a), b) == 0;
-}
-
-/*
- * Where one agent (its JSON, from any node) stands in rotation id, whose
- * issued certificates are certs: pending (nothing issued yet), offered,
- * acknowledged (it presents the new certificate, or said it applied it),
- * failed, or unsupported (it does not accept connection settings).
- */
-static const char *rotation_state(json_t *ag, const char *id, json_t *certs, const char **message)
-{
-	json_t *cert = json_object_get(ag, "certificate"), *offer = json_object_get(cert, "offer");
-	const char *fp = json_string_value(
-	    json_object_get(certs, json_string_value(json_object_get(ag, "instance_uid"))));
-	json_t *state = json_object_get(offer, "state");
-
-	*message = json_string_value(json_object_get(offer, "message"));
-	if (!json_is_true(json_object_get(cert, "accepts_offers"))) {
-		*message = "the agent does not accept connection settings";
-		return "unsupported";
-	}
-	if (fp == NULL)
-		return str_eq(json_object_get(offer, "rotation_id"), id) && str_eq(state, "failed")
-			   ? "failed"
-			   : "pending";
-	if (str_eq(json_object_get(cert, "presented_fingerprint"), fp) ||
-	    (str_eq(json_object_get(offer, "fingerprint"), fp) && str_eq(state, "applied")))
-		return "acknowledged";
-	if (str_eq(json_object_get(offer, "fingerprint"), fp) && str_eq(state, "failed"))
-		return "failed";
-	return "offered";
-}
-
-/* Append s percent-encoded (everything but RFC 3986's unreserved characters). */
-static void url_encode(struct opd_buf *out, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~')
-			opd_buf_append_byte(out, ch);
-		else
-			opd_buf_appendf(out, "%%%02X", ch);
-	}
-}
-
-/* The rotation's progress over every agent it matches (merged from every node). */
-static void rotation_shape(struct opd_admin *a, json_t *merged, json_t *arg,
-			   struct opd_admin_response *resp)
-{
-	static const char *const states[] = {"pending", "offered", "acknowledged", "failed",
-					     "unsupported"};
-	json_t *out = json_deep_copy(json_object_get(arg, "rotation"));
-	json_t *progress = json_object(), *list = json_array(), *ag;
-	const char *id = json_string_value(json_object_get(arg, "id"));
-	size_t i, counts[5] = {0};
-
-	(void)a;
-	json_array_foreach(json_object_get(merged, "agents"), i, ag)
-	{
-		const char *msg, *st = rotation_state(ag, id, json_object_get(arg, "certs"), &msg);
-		json_t *item = json_object();
-		size_t k;
-
-		for (k = 0; k < 5 && strcmp(states[k], st) != 0; k++)
-			;
-		counts[k]++;
-		json_object_set(item, "instance_uid", json_object_get(ag, "instance_uid"));
-		json_object_set_new(item, "state", json_string(st));
-		json_object_set_new(item, "connected",
-				    json_boolean(json_is_true(json_object_get(ag, "connected"))));
-		json_object_set_new(item, "message", msg != NULL ? jstr(msg) : json_null());
-		json_array_append_new(list, item);
-	}
-	json_object_set_new(progress, "matched", json_integer((json_int_t)json_array_size(list)));
-	for (size_t k = 0; k < 5; k++)
-		json_object_set_new(progress, states[k], json_integer((json_int_t)counts[k]));
-	json_object_set_new(progress, "complete",
-			    json_boolean(counts[0] == 0 && counts[1] == 0 &&
-					 !json_is_true(json_object_get(merged, "partial"))));
-	json_object_set_new(out, "progress", progress);
-	json_object_set_new(out, "agents", list);
-	json_object_set(out, "partial", json_object_get(merged, "partial"));
-	reply(resp, 200, out);
-}
-
-/* GET /api/v1/rotations/{id}: the rotation and where every agent it matches stands. */
-static int rotation_get(struct opd_admin *a, const char *id, void *conn,
-			struct opd_admin_response *resp)
-{
-	struct opd_rotation_info r;
-	struct opd_buf query;
-	json_t *arg, *local, *arr;
-	struct opd_list *pos;
-	uint64_t now = opd_clock_now(a->clock);
-	int rc = opd_store_get_rotation(&a->configs->store, id, &r);
-
-	if (rc != 0) {
-		reply_store_error(resp, rc);
-		return 0;
-	}
-	arg = json_pack("{s:o, s:s, s:o}", "rotation", rotation_json(&r), "id", r.id, "certs",
-			json_object());
-	if (opd_store_foreach_certificate(&a->configs->store, NULL, rotation_cert_cb, arg) < 0) {
-		json_decref(arg);
-		opd_rotation_info_fini(&r);
-		reply_error(resp, 500, "internal", "%s", opd_store_errmsg(&a->configs->store));
-		return 0;
-	}
-	arr = json_array();
-	opd_list_foreach(pos, &a->registry->agents)
-	{
-		const struct opd_agent *ag = opd_container_of(pos, struct opd_agent, link);
-		if (opd_selector_match(&r.selector, ag))
-			json_array_append_new(arr, agent_json(a, ag, now));
-	}
-	local = json_pack("{s:o}", "agents", arr);
-	/* The other nodes' agents, by the same selector (attr.KEY=VALUE filters). */
-	opd_buf_init(&query);
-	for (size_t i = 0; i < r.selector.n; i++) {
-		opd_buf_appendf(&query, "%sattr.", i ? "&" : "");
-		url_encode(&query, r.selector.v[i].key);
-		opd_buf_append_byte(&query, '=');
-		url_encode(&query, r.selector.v[i].value);
-	}
-	opd_buf_append_byte(&query, 0);
-	opd_rotation_info_fini(&r);
-	if (conn != NULL && a->ops.fanout_agents != NULL &&
-	    a->ops.fanout_agents(a->ops.data, conn, (const char *)opd_buf_rptr(&query),
-				 json_incref(local), rotation_shape, json_incref(arg)) == 0) {
-		rc = OPD_EAGAIN;
-	} else {
-		json_object_set_new(local, "partial", json_false());
-		rotation_shape(a, local, arg, resp);
-		rc = 0;
-	}
-	opd_buf_fini(&query);
-	json_decref(local);
-	json_decref(arg);
-	return rc;
-}
-
-static int rotation_list_cb(void *data, const struct opd_rotation_info *r)
-{
-	json_array_append_new(data, rotation_json(r));
-	return 0;
-}
-
-/* POST /api/v1/rotations {"selector": {...}}: re-issue the matching agents' certificates. */
-static int rotation_start(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-			  struct opd_admin_response *resp)
-{
-	static const char *const keys[] = {"selector", NULL};
-	uint8_t id[OPD_REQUEST_ID_LEN];
-	struct admin_call *c;
-	const char *k;
-	json_t *root, *sel, *val;
-	bool bad;
-	int rc;
-
-	if (request_id(req, id, resp) != 0)
-		return 0;
-	root = optional_body(req, resp, &bad);
-	if (bad)
-		return 0;
-	if (root != NULL && (k = unknown_key(root, keys)) != NULL) {
-		reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
-	c = call_new(a, conn, CALL_ROTATION, "", resp);
-	opd_hex_encode(id, sizeof(id), c->request_id);
-	sel = root != NULL ? json_object_get(root, "selector") : NULL;
-	if (sel != NULL && !json_is_null(sel)) {
-		if (!json_is_object(sel) || json_object_size(sel) > OPD_MAX_SELECTOR_PAIRS) {
-			reply_error(resp, 400, "invalid_argument",
-				    "\"selector\" must be an object of at most %d strings",
-				    OPD_MAX_SELECTOR_PAIRS);
-			goto refused;
-		}
-		json_object_foreach(sel, k, val)
-		{
-			if (!json_is_string(val)) {
-				reply_error(resp, 400, "invalid_argument",
-					    "selector \"%s\" must be a string", k);
-				goto refused;
-			}
-			opd_kvs_add(&c->selector, k, json_string_value(val));
-		}
-	}
-	opd_kvs_sort(&c->selector);
-	rc = call_started(
-	    c, opd_certs_start_rotation(a->certs, &c->selector, ADMIN_ACTOR, id, cert_call_done, c),
-	    resp);
-	json_decref(root);
-	return rc;
-refused:
-	call_free(c);
-	json_decref(root);
-	return 0;
-}
-
-static int route_certs(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-		       char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
-{
-	bool get = method_is(req, "GET"), post = method_is(req, "POST");
-	const char *what = seg[2];
-	int rc;
-
-	if (!certs_available(a, resp))
-		return 0;
-	if (strcmp(what, "certificates") == 0) {
-		if (n <= 4 && !get) {
-			reply_method(resp, "GET");
-			return 0;
-		}
-		if (n == 3) {
-			certs_list(a, req, resp);
-			return 0;
-		}
-		if (n == 4) {
-			cert_get(a, seg[3], resp);
-			return 0;
-		}
-		if (n == 5 && strcmp(seg[4], "revoke") == 0) {
-			if (!post) {
-				reply_method(resp, "POST");
-				return 0;
-			}
-			if (!write_here(a, req, conn, resp, &rc))
-				return rc;
-			return cert_revoke(a, seg[3], req, conn, resp);
-		}
-	} else if (strcmp(what, "ca") == 0) {
-		if (n == 3 ||
-		    (n == 4 && (strcmp(seg[3], "crl") == 0 || strcmp(seg[3], "bundle") == 0))) {
-			if (!get) {
-				reply_method(resp, "GET");
-				return 0;
-			}
-			if (n == 3)
-				ca_status(a, resp);
-			else if (strcmp(seg[3], "crl") == 0)
-				ca_crl(a, req, resp);
-			else
-				ca_bundle(a, resp);
-			return 0;
-		}
-		if ((n == 4 && strcmp(seg[3], "rotate") == 0) ||
-		    (n == 5 &&
-		     (strcmp(seg[4], "activate") == 0 || strcmp(seg[4], "retire") == 0))) {
-			if (!post) {
-				reply_method(resp, "POST");
-				return 0;
-			}
-			if (!write_here(a, req, conn, resp, &rc))
-				return rc;
-			if (n == 4)
-				return ca_rotate(a, req, conn, resp);
-			/* Fingerprints are stored in lower case; accept what openssl prints. */
-			for (char *p = seg[3]; *p != '\0'; p++)
-				*p = (char)tolower((unsigned char)*p);
-			return ca_step(a, seg[3], strcmp(seg[4], "activate") == 0, req, conn, resp);
-		}
-	} else if (n == 3) { /* rotations */
-		if (get) {
-			json_t *arr = json_array(), *root;
-
-			if (opd_store_foreach_rotation(&a->configs->store, rotation_list_cb, arr) !=
-			    0) {
-				json_decref(arr);
-				reply_error(resp, 500, "internal", "%s",
-					    opd_store_errmsg(&a->configs->store));
-				return 0;
-			}
-			root = json_object();
-			json_object_set_new(root, "rotations", arr);
-			reply(resp, 200, root);
-			return 0;
-		}
-		if (!post) {
-			reply_method(resp, "GET, POST");
-			return 0;
-		}
-		if (!write_here(a, req, conn, resp, &rc))
-			return rc;
-		return rotation_start(a, req, conn, resp);
-	} else if (n == 4) {
-		if (!get) {
-			reply_method(resp, "GET");
-			return 0;
-		}
-		return rotation_get(a, seg[3], conn, resp);
-	}
-	reply_not_found(resp);
-	return 0;
+		opd_admin__reply(resp, 200, j);
 }
 
 static int route_api(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-		     char seg[MAX_SEGMENTS][MAX_SEGMENT], int n, struct opd_admin_response *resp)
+		     char seg[OPD_ADMIN_MAX_SEGMENTS][OPD_ADMIN_MAX_SEGMENT], int n,
+		     struct opd_admin_response *resp)
 {
 	if (n < 3 || strcmp(seg[1], "v1") != 0) {
-		reply_not_found(resp);
+		opd_admin__reply_not_found(resp);
 		return 0;
 	}
 	if (strcmp(seg[2], "configs") == 0)
@@ -2406,10 +1560,10 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 	if ((strcmp(seg[2], "certificates") == 0 || strcmp(seg[2], "ca") == 0 ||
 	     strcmp(seg[2], "rotations") == 0) &&
 	    n <= 5)
-		return route_certs(a, req, conn, seg, n, resp);
+		return opd_admin__route_certs(a, req, conn, seg, n, resp);
 	if (strcmp(seg[2], "agents") == 0 && n <= 4) {
-		if (!method_is(req, "GET")) {
-			reply_method(resp, "GET");
+		if (!opd_admin__method_is(req, "GET")) {
+			opd_admin__reply_method(resp, "GET");
 			return 0;
 		}
 		if (n == 4) {
@@ -2419,17 +1573,17 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 		return agents_list(a, req, conn, resp);
 	}
 	if (strcmp(seg[2], "signing-keys") == 0 && n == 3) {
-		if (method_is(req, "GET"))
+		if (opd_admin__method_is(req, "GET"))
 			keys_list(a, resp);
 		else
-			reply_method(resp, "GET");
+			opd_admin__reply_method(resp, "GET");
 		return 0;
 	}
 	if (strcmp(seg[2], "tls") == 0 && n == 4 && strcmp(seg[3], "reload") == 0) {
-		if (method_is(req, "POST"))
+		if (opd_admin__method_is(req, "POST"))
 			tls_reload(a, resp);
 		else
-			reply_method(resp, "POST");
+			opd_admin__reply_method(resp, "POST");
 		return 0;
 	}
 	if (strcmp(seg[2], "log-level") == 0 && n == 3) {
@@ -2437,101 +1591,54 @@ static int route_api(struct opd_admin *a, const struct opd_http_request *req, vo
 		return 0;
 	}
 	if (strcmp(seg[2], "audit") == 0 && n == 3) {
-		if (method_is(req, "GET"))
+		if (opd_admin__method_is(req, "GET"))
 			audit_list(a, req, resp);
 		else
-			reply_method(resp, "GET");
+			opd_admin__reply_method(resp, "GET");
 		return 0;
 	}
 	if (strcmp(seg[2], "cluster") == 0 && n <= 6) {
 		if (a->ops.cluster == NULL) {
-			reply_not_found(resp);
+			opd_admin__reply_not_found(resp);
 			return 0;
 		}
-		if (!method_is(req, "GET")) {
+		if (!opd_admin__method_is(req, "GET")) {
 			/* Membership changes are writes: the leader performs them. */
 			int rc;
-			if (!write_here(a, req, conn, resp, &rc))
+			if (!opd_admin__write_here(a, req, conn, resp, &rc))
 				return rc;
 		}
 		return a->ops.cluster(a->ops.data, conn, req,
 				      n > 3 ? req->path + strlen("/api/v1/cluster") : "", resp);
 	}
-	reply_not_found(resp);
+	opd_admin__reply_not_found(resp);
 	return 0;
-}
-
-/*
- * POST /internal/v1/csr {instance_uid, csr}: a follower relays an agent's
- * CSR; the leader issues as for its own agents and answers {cert, ca_cert}.
- */
-static int internal_csr(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-			struct opd_admin_response *resp)
-{
-	uint8_t id[OPD_REQUEST_ID_LEN], uid[16];
-	struct admin_call *c;
-	const char *hex, *csr, *reason, *rotation;
-	json_t *root;
-	int rc;
-
-	if (a->certs == NULL) {
-		reply_error(resp, 503, "ca_key_unavailable", "this node has no CA");
-		return 0;
-	}
-	if (request_id(req, id, resp) != 0 || (root = parse_body(req, resp)) == NULL)
-		return 0;
-	hex = json_string_value(json_object_get(root, "instance_uid"));
-	csr = json_string_value(json_object_get(root, "csr"));
-	reason = json_string_value(json_object_get(root, "reason"));
-	rotation = json_string_value(json_object_get(root, "rotation_id"));
-	if (reason == NULL)
-		reason = "csr"; /* a node of the previous release */
-	if (hex == NULL || strlen(hex) != 32 || opd_hex_decode(hex, uid, sizeof uid) != 0 ||
-	    csr == NULL ||
-	    (strcmp(reason, "csr") != 0 && strcmp(reason, "server") != 0 &&
-	     strcmp(reason, "renewal") != 0 && strcmp(reason, "rotation") != 0) ||
-	    (rotation != NULL && strlen(rotation) > OPD_STORE_ROTATION_ID_MAX)) {
-		reply_error(resp, 400, "invalid_argument",
-			    "need \"instance_uid\" (32 hex digits) and \"csr\" (PEM); \"reason\" "
-			    "is csr, server, renewal or rotation");
-		json_decref(root);
-		return 0;
-	}
-	c = call_new(a, conn, CALL_CSR, hex, resp);
-	opd_hex_encode(id, sizeof(id), c->request_id);
-	rc = call_started(c,
-			  opd_certs_issue_csr(a->certs, uid, (const uint8_t *)csr, strlen(csr),
-					      reason, rotation != NULL && rotation[0] ? rotation : NULL,
-					      strcmp(reason, "csr") == 0 ? "agent" : "server", id,
-					      cert_call_done, c),
-			  resp);
-	json_decref(root);
-	return rc;
 }
 
 /* /internal/v1/...: calls between the nodes of a cluster, with the peer token only. */
 static int route_internal(struct opd_admin *a, const struct opd_http_request *req, void *conn,
-			  char seg[MAX_SEGMENTS][MAX_SEGMENT], int n,
+			  char seg[OPD_ADMIN_MAX_SEGMENTS][OPD_ADMIN_MAX_SEGMENT], int n,
 			  struct opd_admin_response *resp)
 {
 	if (!is_peer(a, req)) {
 		opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");
-		reply_error(resp, 401, "unauthorized", "internal calls need the cluster token");
+		opd_admin__reply_error(resp, 401, "unauthorized",
+				       "internal calls need the cluster token");
 		return 0;
 	}
 	if (n == 3 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "agents") == 0) {
-		if (method_is(req, "GET"))
+		if (opd_admin__method_is(req, "GET"))
 			return agents_list(a, req, NULL, resp);
-		reply_method(resp, "GET");
+		opd_admin__reply_method(resp, "GET");
 		return 0;
 	}
 	if (n == 3 && strcmp(seg[1], "v1") == 0 && strcmp(seg[2], "csr") == 0) {
-		if (method_is(req, "POST"))
-			return internal_csr(a, req, conn, resp);
-		reply_method(resp, "POST");
+		if (opd_admin__method_is(req, "POST"))
+			return opd_admin__internal_csr(a, req, conn, resp);
+		opd_admin__reply_method(resp, "POST");
 		return 0;
 	}
-	reply_not_found(resp);
+	opd_admin__reply_not_found(resp);
 	return 0;
 }
 
@@ -2549,7 +1656,7 @@ void opd_admin_fini(struct opd_admin *a)
 		return;
 	opd_list_foreach_safe(pos, tmp, &a->calls)
 	{
-		call_free(opd_container_of(pos, struct admin_call, link));
+		opd_admin__call_free(opd_container_of(pos, struct admin_call, link));
 	}
 }
 
@@ -2568,7 +1675,7 @@ void opd_admin_conn_closed(struct opd_admin *a, void *conn)
 int opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req, void *conn,
 		     struct opd_admin_response *resp)
 {
-	char seg[MAX_SEGMENTS][MAX_SEGMENT];
+	char seg[OPD_ADMIN_MAX_SEGMENTS][OPD_ADMIN_MAX_SEGMENT];
 	int n;
 
 	if (a->calls.next == NULL)
@@ -2576,19 +1683,19 @@ int opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req, vo
 	opd_buf_reset(&resp->headers);
 	n = split_path(req->path, seg);
 	if (n == 1 && strcmp(seg[0], "healthz") == 0) {
-		if (method_is(req, "GET"))
+		if (opd_admin__method_is(req, "GET"))
 			reply_status(resp, 200, "ok");
 		else
-			reply_method(resp, "GET");
+			opd_admin__reply_method(resp, "GET");
 		return 0;
 	}
 	if (n == 1 && strcmp(seg[0], "readyz") == 0) {
-		if (!method_is(req, "GET"))
-			reply_method(resp, "GET");
+		if (!opd_admin__method_is(req, "GET"))
+			opd_admin__reply_method(resp, "GET");
 		else if (a->ready)
 			reply_status(resp, 200, "ready");
 		else
-			reply_error(resp, 503, "unavailable", "not ready");
+			opd_admin__reply_error(resp, 503, "unavailable", "not ready");
 		return 0;
 	}
 	if (req->path != NULL && strncmp(req->path, "/internal/", 10) == 0 && n > 0)
@@ -2597,17 +1704,19 @@ int opd_admin_handle(struct opd_admin *a, const struct opd_http_request *req, vo
 	if (req->path != NULL && strncmp(req->path, "/api/", 5) == 0) {
 		if (!authorized(a, req)) {
 			opd_buf_appendf(&resp->headers, "WWW-Authenticate: Bearer\r\n");
-			reply_error(resp, 401, "unauthorized", "missing or wrong bearer token");
+			opd_admin__reply_error(resp, 401, "unauthorized",
+					       "missing or wrong bearer token");
 			return 0;
 		}
 		if (n < 0) {
-			reply_error(resp, 400, "invalid_argument", "malformed percent-encoding");
+			opd_admin__reply_error(resp, 400, "invalid_argument",
+					       "malformed percent-encoding");
 			return 0;
 		}
 		if (n > 0 && strcmp(seg[0], "api") == 0)
 			return route_api(a, req, conn, seg, n, resp);
 	}
-	reply_not_found(resp);
+	opd_admin__reply_not_found(resp);
 	return 0;
 }
 
