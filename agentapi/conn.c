@@ -131,7 +131,11 @@ static void on_written(uv_write_t *req, int status)
 		opd_agentapi__conn_close(c);
 }
 
-/* Queue bytes for the socket. A peer that does not read is cut off at max_out_bytes. */
+/*
+ * Bytes for the socket. What the kernel takes at once is never copied; the
+ * rest is queued, and a peer that does not read is cut off once max_out_bytes
+ * wait in the queue (the bound on what one client can make us hold).
+ */
 static void raw_write(struct opd_conn *c, const uint8_t *p, size_t n)
 {
 	struct write_req *w;
@@ -140,6 +144,21 @@ static void raw_write(struct opd_conn *c, const uint8_t *p, size_t n)
 
 	if (n == 0 || uv_is_closing((uv_handle_t *)&c->tcp))
 		return;
+	if (c->out_bytes == 0) {
+		/* Nothing queued, so nothing to overtake: try the socket directly. */
+		b = uv_buf_init((char *)p, (unsigned)n);
+		rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (rc > 0) {
+			p += rc;
+			n -= (size_t)rc;
+		} else if (rc != UV_EAGAIN) {
+			log_debug("write failed peer=%s err=%s", c->peer, uv_strerror(rc));
+			opd_agentapi__conn_close(c);
+			return;
+		}
+		if (n == 0)
+			return;
+	}
 	if (c->out_bytes + n > c->l->limits.max_out_bytes) {
 		log_warn("closing connection peer=%s reason=\"peer does not read\" queued=%zu",
 			 c->peer, c->out_bytes);
@@ -275,6 +294,28 @@ static void respond_error(struct opd_conn *c, int status, const char *why)
 	respond(c, status, "text/plain", NULL, body, (size_t)n, 1);
 }
 
+/*
+ * The handshake pacing (admission.h): 1 when this upgrade may go ahead, else
+ * it was answered 503 with the Retry-After the bucket gave, and is closing.
+ */
+static int admitted(struct opd_conn *c)
+{
+	static const char body[] = "too many new sessions right now: retry after Retry-After\n";
+	struct opd_listener *l = c->l;
+	unsigned retry = opd_admission_take(&l->admission, now_ms(c));
+	char extra[48];
+
+	if (retry == 0)
+		return 1;
+	if (opd_agentapi__refusal_log_due(l))
+		log_warn("pacing handshakes listener=%s rate=%llu/s retry_after=%u refused=%llu",
+			 l->name, (unsigned long long)l->admission.rate, retry,
+			 (unsigned long long)l->admission.refused);
+	snprintf(extra, sizeof extra, "Retry-After: %u\r\n", retry);
+	respond(c, 503, "text/plain", extra, body, sizeof body - 1, 1);
+	return 0;
+}
+
 int opd_conn_upgrade_ws(struct opd_conn *c, const struct opd_http_request *req)
 {
 	const char *key = opd_http_header(req, "Sec-WebSocket-Key");
@@ -298,6 +339,8 @@ int opd_conn_upgrade_ws(struct opd_conn *c, const struct opd_http_request *req)
 		respond_error(c, 400, "bad Sec-WebSocket-Key");
 		return OPD_EPROTO;
 	}
+	if (!admitted(c))
+		return OPD_EAGAIN;
 	snprintf(extra, sizeof extra,
 		 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 		 "Sec-WebSocket-Accept: %s\r\n\r\n",
@@ -538,9 +581,56 @@ static void peer_name(struct opd_conn *c)
 	snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 }
 
+static const char FD_LIMIT[] = "open-files limit";
+
+/* Why a new connection must be refused, or NULL. */
+static const char *over_limit(const struct opd_listener *l, const struct opd_conn *c)
+{
+	uv_os_fd_t fd;
+
+	if (l->n_conns > l->limits.max_conns)
+		return "max connections";
+	/*
+	 * The kernel hands out the lowest free descriptor, so this one's number
+	 * says at least that many are open: past the reserve, refuse it.
+	 */
+	if (l->fd_limit != 0 && uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 &&
+	    (size_t)fd + l->limits.fd_reserve >= l->fd_limit)
+		return FD_LIMIT;
+	return NULL;
+}
+
+/*
+ * Refuse cleanly and keep serving the others: 503 with Retry-After (before
+ * any upgrade, so WebSocket agents back off as HTTP ones do), then close.
+ */
+static void refuse(struct opd_conn *c, const char *why)
+{
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n"
+				   "Content-Length: 0\r\nConnection: close\r\n\r\n";
+	struct opd_listener *l = c->l;
+
+	l->refused++;
+	if (opd_agentapi__refusal_log_due(l))
+		log_warn("refusing connections listener=%s reason=\"%s\" open=%zu refused=%llu",
+			 l->name, why, l->n_conns - 1, (unsigned long long)l->refused);
+	if (l->tls != NULL) {
+		/* No TLS session to answer in, and a handshake is what we cannot afford. */
+		opd_agentapi__conn_close(c);
+		return;
+	}
+	c->state = CONN_CLOSING;
+	c->closing_since_ms = uv_now(l->loop);
+	c->close_after_write = 1;
+	conn_write(c, (const uint8_t *)busy, sizeof busy - 1);
+	if (!uv_is_closing((uv_handle_t *)&c->tcp) && c->out_bytes == 0)
+		opd_agentapi__conn_close(c);
+}
+
 void opd_agentapi__conn_accept(struct opd_listener *l)
 {
 	struct opd_conn *c = opd_xcalloc(1, sizeof *c);
+	const char *why;
 
 	c->l = l;
 	uv_tcp_init(l->loop, &c->tcp);
@@ -556,20 +646,9 @@ void opd_agentapi__conn_accept(struct opd_listener *l)
 	opd_list_insert_tail(&l->conns, &c->link);
 	l->n_conns++;
 	peer_name(c);
-	if (l->n_conns > l->limits.max_conns) {
-		/* Over the limit: refuse cleanly and keep serving the others. */
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n"
-					   "Content-Length: 0\r\nConnection: close\r\n\r\n";
-		l->refused++;
-		if (l->tls != NULL) {
-			/* No TLS session to answer in, and a handshake is what we cannot afford. */
-			opd_agentapi__conn_close(c);
-			return;
-		}
-		c->state = CONN_CLOSING;
-		c->closing_since_ms = uv_now(l->loop);
-		c->close_after_write = 1;
-		conn_write(c, (const uint8_t *)busy, sizeof busy - 1);
+	if ((why = over_limit(l, c)) != NULL) {
+		l->refused_fds += why == FD_LIMIT;
+		refuse(c, why);
 		return;
 	}
 	if (l->tls != NULL && opd_tls_new(l->tls, &c->tls) != 0) {

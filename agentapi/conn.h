@@ -40,9 +40,10 @@ void opd_conn_respond_close(struct opd_conn *c, int status, const char *content_
 
 /*
  * Turn the connection into a WebSocket: validates the handshake headers of
- * the current request, answers 101 (or 400/426 and closes), and from then on
- * every complete binary message goes to the handler's on_ws_message.
- * Returns 0 when upgraded.
+ * the current request, answers 101 (or 400/426 and closes, or 503 with
+ * Retry-After and closes when the listener's handshake rate is spent), and
+ * from then on every complete binary message goes to the handler's
+ * on_ws_message. Returns 0 when upgraded.
  */
 int opd_conn_upgrade_ws(struct opd_conn *c, const struct opd_http_request *req);
 
@@ -72,6 +73,8 @@ void opd_agentapi__conn_accept(struct opd_listener *l);
 void opd_agentapi__conn_tick(struct opd_conn *c, uint64_t now_ms);
 void opd_agentapi__conn_close(struct opd_conn *c);
 void opd_agentapi__conn_resume(struct opd_conn *c);
+/* 1 when a refusal may be logged now (at most once a second per listener). */
+int opd_agentapi__refusal_log_due(struct opd_listener *l);
 /* offsetof(struct opd_conn, link), for walking the listener's list. */
 size_t opd_agentapi__conn_link_offset(void);
 #endif

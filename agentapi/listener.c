@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 void opd_listener_limits_default(struct opd_listener_limits *lim)
 {
@@ -18,8 +19,19 @@ void opd_listener_limits_default(struct opd_listener_limits *lim)
 	    .ws_ping_ms = 30000,
 	    .ws_timeout_ms = 120000,
 	    .max_out_bytes = 16u << 20,
+	    .fd_reserve = 256,
 	};
 	opd_http_limits_default(&lim->http);
+}
+
+/* The open-files limit (it may change under us: prlimit), or 0 when there is none. */
+static size_t fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	return (size_t)rl.rlim_cur;
 }
 
 static void on_connection(uv_stream_t *s, int status)
@@ -27,11 +39,26 @@ static void on_connection(uv_stream_t *s, int status)
 	struct opd_listener *l = s->data;
 
 	if (status < 0) {
-		/* EMFILE and friends: log, keep listening; the other clients are unaffected. */
-		log_warn("accept failed listener=%s err=%s", l->name, uv_strerror(status));
+		/*
+		 * EMFILE and friends, which fd_reserve should make rare: libuv has
+		 * already accepted and closed what was pending (its spare descriptor),
+		 * so nothing spins; keep listening and log at most once a second.
+		 */
+		if (opd_agentapi__refusal_log_due(l))
+			log_warn("accept failed listener=%s err=%s", l->name, uv_strerror(status));
 		return;
 	}
 	opd_agentapi__conn_accept(l);
+}
+
+int opd_agentapi__refusal_log_due(struct opd_listener *l)
+{
+	uint64_t now = uv_now(l->loop);
+
+	if (l->refused_logged_ms != 0 && now - l->refused_logged_ms < 1000)
+		return 0;
+	l->refused_logged_ms = now;
+	return 1;
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -40,6 +67,7 @@ static void on_sweep(uv_timer_t *t)
 	struct opd_list *pos, *tmp;
 	uint64_t now = uv_now(l->loop);
 
+	l->fd_limit = fd_limit();
 	opd_list_foreach_safe(pos, tmp, &l->conns)
 	{
 		struct opd_conn *c =
@@ -78,6 +106,13 @@ int opd_listener_start(struct opd_listener *l, uv_loop_t *loop, const char *name
 		return OPD_EIO;
 	}
 	l->rbuf = opd_xmalloc(OPD_LISTENER_READ_SIZE);
+	opd_admission_init(&l->admission, l->limits.handshake_rate, l->limits.handshake_burst,
+			   uv_now(loop));
+	l->fd_limit = fd_limit();
+	if (l->fd_limit != 0 && l->limits.max_conns + l->limits.fd_reserve > l->fd_limit)
+		log_info("listener=%s max_connections=%zu open_files_limit=%zu: connections are "
+			 "refused once %zu descriptors remain",
+			 name, l->limits.max_conns, l->fd_limit, l->limits.fd_reserve);
 	uv_timer_init(loop, &l->sweep);
 	l->sweep.data = l;
 	uv_timer_start(&l->sweep, on_sweep, 1000, 1000);

@@ -10,6 +10,7 @@
 #ifndef OPD_LISTENER_H
 #define OPD_LISTENER_H
 
+#include "admission.h"
 #include "conn.h"
 #include "http.h"
 #include "list.h"
@@ -33,12 +34,26 @@ struct opd_listener_handler {
 };
 
 struct opd_listener_limits {
-	size_t max_conns;           /* beyond it new connections are accepted and closed at once */
+	size_t max_conns; /* beyond it new connections are answered 503 and closed at once */
+	/*
+	 * Descriptors kept free under the process's open-files limit: a connection
+	 * that would leave fewer is answered 503 and closed (default 256), so that
+	 * another listener, raft and sqlite still get descriptors when agents take
+	 * all they can. Give a listener that must outlast the other a smaller one.
+	 */
+	size_t fd_reserve;
 	uint64_t header_timeout_ms; /* a request's headers must arrive within this (default 10 s) */
 	uint64_t idle_timeout_ms;   /* keep-alive idle HTTP connection (default 120 s) */
 	uint64_t ws_ping_ms;        /* ping an idle WebSocket this often (default 30 s) */
 	uint64_t ws_timeout_ms;     /* close a WebSocket silent for this long (default 120 s) */
 	size_t max_out_bytes; /* queued output above this closes the connection (default 16 MiB) */
+	/*
+	 * WebSocket handshakes a second (admission.h): beyond it an upgrade is
+	 * answered 503 with Retry-After. 0 = no pacing (the default); burst 0 =
+	 * one second's worth.
+	 */
+	uint64_t handshake_rate;
+	uint64_t handshake_burst;
 	struct opd_http_limits http;
 };
 
@@ -50,12 +65,16 @@ struct opd_listener {
 	const char *name; /* "opamp" or "admin", for logs */
 	struct opd_list conns;
 	size_t n_conns;
-	uint64_t refused;
-	struct opd_tls_ctx *tls; /* one reference; NULL = plain TCP */
-	uint8_t *rbuf;       /* the read buffer every connection shares (see conn.c on_alloc) */
-	uint64_t tls_failures;   /* TLS handshakes or records that failed */
-	uint64_t tls_logged_ms;  /* failures are logged at most once a second (scanners) */
-	uv_timer_t sweep;        /* timeouts, checked once a second */
+	uint64_t refused;           /* connections answered 503: max_conns or fd_reserve */
+	uint64_t refused_fds;       /* of which for fd_reserve */
+	uint64_t refused_logged_ms; /* refusals are logged at most once a second */
+	size_t fd_limit;            /* RLIMIT_NOFILE, read at start and once a second; 0 = none */
+	struct opd_tls_ctx *tls;    /* one reference; NULL = plain TCP */
+	uint8_t *rbuf;          /* the read buffer every connection shares (see conn.c on_alloc) */
+	uint64_t tls_failures;  /* TLS handshakes or records that failed */
+	uint64_t tls_logged_ms; /* failures are logged at most once a second (scanners) */
+	uv_timer_t sweep;       /* timeouts, checked once a second */
+	struct opd_admission admission; /* paces WebSocket handshakes (limits.handshake_rate) */
 	int closing;
 	void (*close_cb)(struct opd_listener *l);
 	char errmsg[256];

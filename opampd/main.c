@@ -36,6 +36,8 @@ static void usage(FILE *f)
 	    "  --http-timeout-factor X    HTTP agents are disconnected after X poll intervals "
 	    "(default 3)\n"
 	    "  --max-connections N        OpAMP connections (default 100000)\n"
+	    "  --max-handshake-rate N     new WebSocket sessions a second; beyond it 503 with\n"
+	    "                             Retry-After (default 2000, 0 = unlimited)\n"
 	    "  --opamp-tls-cert FILE      serve OpAMP over TLS (wss://, https://) with this PEM\n"
 	    "                             certificate chain (ECDSA or RSA); SIGHUP or POST\n"
 	    "                             /api/v1/tls/reload re-reads every TLS file\n"
@@ -218,6 +220,8 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		if (parse_u64(v, 1, 10000000, &n) != 0)
 			return -1;
 		o->max_conns = n;
+	} else if (strcmp(name, "max-handshake-rate") == 0) {
+		return parse_u64(v, 0, 10000000, &o->handshake_rate);
 	} else if (strcmp(name, "opamp-tls-cert") == 0)
 		o->opamp_tls_cert = keep(v);
 	else if (strcmp(name, "opamp-tls-key") == 0)

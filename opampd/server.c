@@ -28,6 +28,7 @@ void opd_server_options_default(struct opd_server_options *o)
 	    .heartbeat_s = 30,
 	    .http_timeout_factor = 3.0,
 	    .max_conns = 100000,
+	    .handshake_rate = 2000,
 	    .node_id = 1,
 	    .raft_listen = "127.0.0.1:4322",
 	    .cert_renew_share = OPD_OFFERS_RENEW_SHARE,
@@ -423,7 +424,11 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 	FAMILY("opampd_admission_rejections_total", "counter",
 	       "Agents turned away by admission control, by the limit they hit.");
 	opd_buf_appendf(out, "opampd_admission_rejections_total{reason=\"max_connections\"} %llu\n",
-			(unsigned long long)s->opamp.refused);
+			(unsigned long long)(s->opamp.refused - s->opamp.refused_fds));
+	opd_buf_appendf(out, "opampd_admission_rejections_total{reason=\"open_files\"} %llu\n",
+			(unsigned long long)s->opamp.refused_fds);
+	opd_buf_appendf(out, "opampd_admission_rejections_total{reason=\"handshake_rate\"} %llu\n",
+			(unsigned long long)s->opamp.admission.refused);
 	COUNTER("opampd_messages_websocket_total", "AgentToServer messages over WebSocket.",
 		e->messages_ws);
 	COUNTER("opampd_messages_http_total", "AgentToServer messages over plain HTTP.",
@@ -983,6 +988,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 
 	opd_listener_limits_default(&lim);
 	lim.max_conns = o->max_conns;
+	lim.handshake_rate = o->handshake_rate; /* a reconnect storm waits its turn (503) */
 	/* WebSocket liveness follows the offered heartbeat: ping when idle, drop when long silent.
 	 */
 	lim.ws_ping_ms = o->heartbeat_s * 1000;
@@ -1001,7 +1007,6 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		s->opt.opamp_client_ca = s->fleet_trust;
 	}
 	rc = tls_set_load(&s->opt, &tls, s->errmsg);
-
 	if (rc != 0)
 		return rc;
 	s->endpoint.auth.tokens = &s->agent_tokens;
@@ -1021,6 +1026,8 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 			 opd_listener_port(&s->opamp), OPD_OPAMP_PATH);
 	opd_listener_limits_default(&lim);
 	lim.max_conns = 1024;
+	/* Below the OpAMP listener's reserve: the admin API outlasts agents taking every fd. */
+	lim.fd_reserve = 64;
 	admin_handler =
 	    (struct opd_listener_handler){on_admin_request, on_admin_ws, on_admin_close, s};
 	rc = opd_listener_start(&s->admin_listener, &s->loop, "admin", o->admin_host, o->admin_port,
