@@ -443,6 +443,25 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 	COUNTER("opampd_agent_cert_mismatches_total",
 		"Agent messages refused: instance_uid not the one the client certificate names.",
 		e->cert_mismatches);
+	COUNTER("opampd_agent_cert_revoked_refusals_total",
+		"Agent connections refused for presenting a revoked certificate.", e->cert_refused);
+	COUNTER("opampd_agent_cert_revoked_drops_total",
+		"Open agent connections closed because their certificate was revoked.",
+		s->offers.revoked_drops);
+	COUNTER("opampd_cert_offers_total",
+		"Certificates this node offered to its agents (rotation, renewal, enrolment).",
+		s->offers.offered);
+	COUNTER("opampd_cert_offer_sign_failures_total",
+		"Certificates for offers that the leader did not sign (retried later).",
+		s->offers.sign_failures);
+	GAUGE("opampd_cert_offers_in_flight", "Signings this node waits for.", s->offers.in_flight);
+	FAMILY("opampd_agent_csrs_total", "counter", "Agents' CSRs (spec 3.8) by outcome.");
+	opd_buf_appendf(out, "opampd_agent_csrs_total{result=\"issued\"} %llu\n",
+			(unsigned long long)s->csr.issued);
+	opd_buf_appendf(out, "opampd_agent_csrs_total{result=\"refused\"} %llu\n",
+			(unsigned long long)s->csr.refused);
+	opd_buf_appendf(out, "opampd_agent_csrs_total{result=\"unavailable\"} %llu\n",
+			(unsigned long long)s->csr.unavailable);
 	COUNTER("opampd_tls_failures_total", "OpAMP connections whose TLS handshake failed.",
 		s->opamp.tls_failures);
 	COUNTER("opampd_config_pushes_total", "Remote configs pushed without a request.",

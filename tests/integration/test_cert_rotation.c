@@ -276,6 +276,23 @@ static json_t *api_post(const struct fx *f, const char *path, const char *body, 
 	return j;
 }
 
+/* A counter or gauge from /metrics (no token needed), or -1 when absent. */
+static long long metric(const struct fx *f, const char *name)
+{
+	struct opd_client_resp r;
+	char want[160];
+	const char *p;
+	long long v = -1;
+
+	assert_int_equal(opd_api_request(&f->d, "GET", "/metrics", NULL, NULL, &r, NULL), 200);
+	snprintf(want, sizeof want, "\n%s ", name);
+	p = strstr((const char *)r.body, want);
+	if (p != NULL)
+		v = strtoll(p + strlen(want), NULL, 10);
+	opd_client_resp_free(&r);
+	return v;
+}
+
 static json_t *agent_cert(const struct fx *f, const char *uid_hex)
 {
 	char path[128];
@@ -544,6 +561,8 @@ static void rotation_of_100_and_ca_rotation(void **state)
 	assert_int_equal(openssl_verify(bundle, ag[0].cert), 0); /* old-CA certificates still ok */
 	assert_true(rotate_all(f, ag, 2) > 0);
 	all_connected(ag);
+	assert_int_equal(metric(f, "opampd_cert_offers_total"), 2 * N_ROTATED);
+	assert_int_equal(metric(f, "opampd_cert_offer_sign_failures_total"), 0);
 	/* The active CA changed; retire the old one: the bundle holds the new CA only. */
 	ca = api_get(f, "/api/v1/ca");
 	assert_string_not_equal(
@@ -654,6 +673,8 @@ static void refused_certificates(void **state)
 		assert_int_equal(good.ta.close_code, 1008);
 	}
 	assert_int_not_equal(ragent_connect(&good), 0);
+	assert_int_equal(metric(f, "opampd_agent_cert_revoked_drops_total"), 1);
+	assert_true(metric(f, "opampd_agent_cert_revoked_refusals_total") >= 1);
 	/* The other agent was not touched. */
 	{
 		Opamp__Proto__V1__ServerToAgent *s = opd_ta_heartbeat(&other.ta, 3000);
