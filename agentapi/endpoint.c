@@ -31,7 +31,7 @@ struct csr_wait {
 };
 
 static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-			const uint8_t *msg, size_t len);
+			const uint8_t *msg, size_t len, uint64_t retry_after_s);
 
 void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,
 		       const struct opd_clock *clock)
@@ -91,8 +91,8 @@ static bool token_ok(struct opd_endpoint *e, struct opd_conn *c, const struct op
  * mTLS: a message must carry the instance_uid the agent's certificate names,
  * so that no agent can speak for another. NULL when it may go on, else why not.
  */
-static const char *cert_binding_error(struct opd_endpoint *e, struct opd_conn *c,
-				      const opd_a2s *m, int fresh)
+static const char *cert_binding_error(struct opd_endpoint *e, struct opd_conn *c, const opd_a2s *m,
+				      int fresh)
 {
 	struct opd_tls *t = opd_conn_tls(c);
 	uint8_t uid[OPD_UID_LEN];
@@ -139,9 +139,9 @@ static void note_presented(struct opd_conn *c, struct opd_agent *a)
 
 static struct opd_agent *find_sender(struct opd_endpoint *e, const opd_a2s *m)
 {
-	return m->instance_uid.len == OPD_UID_LEN ? opd_registry_find(e->registry,
-								      m->instance_uid.data)
-						  : NULL;
+	return m->instance_uid.len == OPD_UID_LEN
+		   ? opd_registry_find(e->registry, m->instance_uid.data)
+		   : NULL;
 }
 
 static void log_mismatch(struct opd_endpoint *e, struct opd_conn *c, const char *why)
@@ -157,16 +157,29 @@ static void log_mismatch(struct opd_endpoint *e, struct opd_conn *c, const char 
 		 fp[0] ? fp : "none");
 }
 
-static void http_answer(struct opd_conn *c, int gzip, const uint8_t *p, size_t n)
+/*
+ * The poll's answer: 200, or 503 with Retry-After when it says Unavailable
+ * (retry_after_s not 0), as the spec asks of HTTP servers that cannot serve.
+ */
+static void http_answer(struct opd_conn *c, int gzip, const uint8_t *p, size_t n,
+			uint64_t retry_after_s)
 {
 	struct opd_buf gz;
+	char extra[96];
+	int status = retry_after_s != 0 ? 503 : 200;
+	int zipped;
 
 	opd_buf_init(&gz);
-	if (gzip && opd_gzip_deflate(p, n, &gz) == 0)
-		opd_conn_respond(c, 200, CT_PROTOBUF, "Content-Encoding: gzip\r\n",
-				 opd_buf_rptr(&gz), opd_buf_avail(&gz));
+	zipped = gzip && opd_gzip_deflate(p, n, &gz) == 0;
+	snprintf(extra, sizeof extra, "%s", zipped ? "Content-Encoding: gzip\r\n" : "");
+	if (retry_after_s != 0)
+		snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+			 "Retry-After: %llu\r\n", (unsigned long long)retry_after_s);
+	if (zipped)
+		opd_conn_respond(c, status, CT_PROTOBUF, extra, opd_buf_rptr(&gz),
+				 opd_buf_avail(&gz));
 	else
-		opd_conn_respond(c, 200, CT_PROTOBUF, NULL, p, n);
+		opd_conn_respond(c, status, CT_PROTOBUF, extra[0] ? extra : NULL, p, n);
 	opd_buf_fini(&gz);
 }
 
@@ -182,7 +195,7 @@ static void csr_wait_free(struct csr_wait *w)
  * (protobuf merges them): the poll's reply and the CSR answer go out as one.
  */
 static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-			const uint8_t *msg, size_t len)
+			const uint8_t *msg, size_t len, uint64_t retry_after_s)
 {
 	struct opd_endpoint *e = data;
 	struct opd_agent *a;
@@ -191,6 +204,7 @@ static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LE
 
 	if (e->csr_stash != NULL && token == e->registry->csr_handed) {
 		opd_buf_append(e->csr_stash, msg, len);
+		e->csr_stash_retry = retry_after_s;
 		return;
 	}
 	opd_list_foreach(pos, &e->csr_waits)
@@ -199,7 +213,8 @@ static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LE
 		if (w->token != token)
 			continue;
 		opd_buf_append(&w->reply, msg, len);
-		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply));
+		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply),
+			    retry_after_s);
 		csr_wait_free(w);
 		return;
 	}
@@ -228,7 +243,8 @@ void opd_endpoint_tick(struct opd_endpoint *e)
 		    OPAMP__PROTO__V1__SERVER_ERROR_RESPONSE_TYPE__ServerErrorResponseType_Unavailable,
 		    "the certificate was not signed in time; send the CSR again",
 		    e->retry_after_s * 1000000000ull, &w->reply);
-		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply));
+		http_answer(w->conn, w->gzip, opd_buf_rptr(&w->reply), opd_buf_avail(&w->reply),
+			    e->retry_after_s);
 		csr_wait_free(w);
 	}
 }
@@ -292,14 +308,16 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 	}
 	if ((why = cert_binding_error(e, c, m, 1)) != NULL) {
 		log_mismatch(e, c, why);
-		respond_text(c, 403, e->stats.cert_refused != refused_before
-					 ? "the client certificate is revoked\n"
-					 : "the client certificate is bound to another instance_uid\n");
+		respond_text(c, 403,
+			     e->stats.cert_refused != refused_before
+				 ? "the client certificate is revoked\n"
+				 : "the client certificate is bound to another instance_uid\n");
 		goto out;
 	}
 	note_presented(c, find_sender(e, m));
 	e->stats.messages_http++;
 	e->csr_stash = &stash;
+	e->csr_stash_retry = 0;
 	rc = opd_session_receive(e->registry, &bound, NULL, OPD_TRANSPORT_HTTP, m,
 				 opd_clock_now(e->clock), opd_clock_wall(e->clock), &reply, &err);
 	e->csr_stash = NULL;
@@ -331,7 +349,7 @@ static void handle_http(struct opd_endpoint *e, struct opd_conn *c,
 		goto out;
 	}
 	opd_buf_append(&reply, opd_buf_rptr(&stash), opd_buf_avail(&stash));
-	http_answer(c, gzip, opd_buf_rptr(&reply), opd_buf_avail(&reply));
+	http_answer(c, gzip, opd_buf_rptr(&reply), opd_buf_avail(&reply), e->csr_stash_retry);
 out:
 	opd_wire_free_a2s(m, NULL);
 	opd_buf_fini(&plain);

@@ -57,6 +57,7 @@ struct opd_endpoint {
 	struct opd_endpoint_stats stats;
 	struct opd_list csr_waits; /* HTTP polls whose reply waits for a CSR answer */
 	struct opd_buf *csr_stash; /* during an HTTP receive: an answer given at once */
+	uint64_t csr_stash_retry;  /* ...and its Retry-After when it said Unavailable */
 };
 
 void opd_endpoint_init(struct opd_endpoint *e, struct opd_registry *r,

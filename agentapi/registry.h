@@ -60,11 +60,13 @@ struct opd_csr_port {
 
 /*
  * Where encoded CSR answers go (the endpoint): a packed ServerToAgent for
- * the agent uid, for the request token. Set by the transport; may be NULL.
+ * the agent uid, for the request token; retry_after_s is not 0 when it says
+ * Unavailable (an HTTP poll then gets 503 with Retry-After). Set by the
+ * transport; may be NULL.
  */
 struct opd_csr_sink {
 	void (*deliver)(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-			const uint8_t *msg, size_t len);
+			const uint8_t *msg, size_t len, uint64_t retry_after_s);
 	void *data;
 };
 

@@ -738,6 +738,7 @@ void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_
 	struct opd_agent *a = opd_registry_find(r, uid);
 	struct opd_cert_offer o = {.cert_pem = ans->cert_pem, .ca_pem = ans->ca_pem};
 	struct opd_buf out;
+	int unavailable = 0;
 
 	opd_buf_init(&out);
 	if (ans->status == OPD_EINVAL) {
@@ -749,13 +750,15 @@ void opd_session_csr_answer(struct opd_registry *r, uint64_t token, const uint8_
 		opd_session_error_reply(uid, ERR_UNAVAILABLE,
 					ans->message ? ans->message : "no node can sign now",
 					ADMIT_RETRY_NS, &out);
+		unavailable = 1;
 	} else {
 		/* The agent keeps its own key: the offer holds no secret. */
 		(void)append_offer(a, &out);
 	}
 	if (r->csr_sink.deliver != NULL)
 		r->csr_sink.deliver(r->csr_sink.data, token, uid, opd_buf_rptr(&out),
-				    opd_buf_avail(&out));
+				    opd_buf_avail(&out),
+				    unavailable ? ADMIT_RETRY_NS / 1000000000ull : 0);
 	opd_buf_fini(&out);
 }
 

@@ -378,6 +378,16 @@ static void test_csr_no_quorum_unavailable(void **state)
 	assert_true(s->error_response->retry_info->retry_after_nanoseconds > 0);
 	printf("CSR on a read-only node: %s\n", s->error_response->error_message);
 	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+	/* Over plain HTTP the same answer comes as 503 (with Retry-After). */
+	{
+		struct opd_ta h;
+
+		opd_ta_init(&h, d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
+		h.ws = false;
+		assert_int_equal(send_csr(&h, csr), -1);
+		assert_int_equal(h.last_status, 503);
+		opd_ta_fini(&h);
+	}
 	assert_int_equal(opd_cluster_resume(d.cluster, 0), 0);
 	assert_int_equal(opd_cluster_resume(d.cluster, 2), 0);
 	assert_int_equal(opd_cluster_wait_leader(d.cluster, 15000) >= 0, 1);

@@ -1186,6 +1186,7 @@ struct fake_csr {
 	/* What the sink got. */
 	int delivered;
 	uint64_t got_token;
+	uint64_t retry; /* the Retry-After the sink was given (0: none) */
 	uint8_t *msg;
 	size_t len;
 };
@@ -1241,13 +1242,14 @@ static void fake_csr_request(void *data, const struct opd_agent *a, const uint8_
 }
 
 static void fake_sink(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-		      const uint8_t *msg, size_t len)
+		      const uint8_t *msg, size_t len, uint64_t retry_after_s)
 {
 	struct fake_csr *f = data;
 
 	(void)uid;
 	f->delivered++;
 	f->got_token = token;
+	f->retry = retry_after_s;
 	free(f->msg);
 	f->msg = malloc(len ? len : 1);
 	memcpy(f->msg, msg, len);
@@ -1340,6 +1342,7 @@ static void test_csr_sync_refused(void **state)
 	assert_non_null(strstr(s->error_response->error_message, "1024 bits"));
 	assert_null(s->connection_settings);
 	assert_null(s->error_response->retry_info);
+	assert_int_equal(f.retry, 0); /* a refusal is final: no Retry-After */
 	s2a_free(s);
 	free(f.msg);
 }
@@ -1365,6 +1368,8 @@ static void test_csr_sync_issue_and_unavailable(void **state)
 	assert_int_equal(s->error_response->type, 2); /* Unavailable */
 	assert_non_null(s->error_response->retry_info);
 	assert_true(s->error_response->retry_info->retry_after_nanoseconds > 0);
+	assert_int_equal(f.retry * 1000000000ull,
+			 s->error_response->retry_info->retry_after_nanoseconds);
 	assert_null(s->connection_settings);
 	s2a_free(s);
 	free(f.msg);
