@@ -918,8 +918,6 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		return rc;
 	}
 	s->configs.signer = &s->signer;
-	s->configs.changed = configs_changed;
-	s->configs.changed_data = s;
 
 	/* The fleet CA: from files shared by the voters, or made here for a single node. */
 	struct opd_certs_options co = {.ca_cert = o->ca_cert,
@@ -932,8 +930,6 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		opd_errmsg_printf(s->errmsg, "%s", s->certs.errmsg);
 		return rc;
 	}
-	s->certs.changed = certs_changed;
-	s->certs.changed_data = s;
 	if (s->certs.n_keys > 0)
 		log_info("fleet CA main=%s not_after=%llu keys_here=%zu",
 			 s->certs.keys[0].fingerprint,
@@ -983,6 +979,16 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	log_info("loaded agents count=%d", rc);
 
 	opd_endpoint_init(&s->endpoint, &s->registry, &opd_clock_system);
+	/*
+	 * Only now: opd_node_start above may restore a snapshot, which reports a
+	 * change, and what the callbacks push through (the registry, the endpoint,
+	 * the certificate offers) did not exist yet. The agents get the restored
+	 * state anyway: their desired configurations are computed on demand.
+	 */
+	s->configs.changed = configs_changed;
+	s->configs.changed_data = s;
+	s->certs.changed = certs_changed;
+	s->certs.changed_data = s;
 	opd_cert_offers_init(&s->offers);
 	s->offers.csr = &s->csr;
 	s->offers.certs = &s->certs;

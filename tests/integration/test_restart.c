@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,10 +120,63 @@ static void test_configs_and_agents_survive_restart(void **state)
 	assert_int_equal(opd_daemon_stop(&d), 0);
 }
 
+/*
+ * Past raft's snapshot threshold (1024 entries) a restart restores the store
+ * from a snapshot, which reports a change before the agent side exists: the
+ * node must come back (it crashed at start; found by the chaos campaigns),
+ * after a clean stop and after SIGKILL, with every version and an agent that
+ * connects getting the newest one.
+ */
+#define SNAPSHOT_WRITES 1100
+
+static void test_restart_after_snapshot(void **state)
+{
+	struct opd_daemon d;
+	struct opd_ta a;
+	struct opd_ta_msg b;
+	Opamp__Proto__V1__ServerToAgent *r;
+	char hash[65], yaml[96], path[64];
+	int version = 0;
+	json_t *cfg;
+	struct opd_client_resp resp;
+
+	(void)state;
+	assert_int_equal(opd_daemon_start(&d, NULL), 0);
+	for (int i = 1; i <= SNAPSHOT_WRITES; i++) {
+		snprintf(yaml, sizeof yaml, "receivers: {otlp: {}}\n# revision %d\n", i);
+		assert_int_equal(opd_api_publish(&d, "many", yaml, hash, &version), 201);
+	}
+	assert_int_equal(version, SNAPSHOT_WRITES);
+	for (int round = 0; round < 2; round++) {
+		if (round == 0) {
+			assert_int_equal(opd_daemon_restart(&d, NULL), 0);
+		} else {
+			assert_int_equal(opd_daemon_signal_wait(&d, SIGKILL), 128 + SIGKILL);
+			assert_int_equal(opd_daemon_spawn(&d, NULL), 0);
+		}
+		snprintf(path, sizeof path, "/api/v1/configs/many");
+		assert_int_equal(opd_api_request(&d, "GET", path, NULL, d.token, &resp, &cfg), 200);
+		opd_client_resp_free(&resp);
+		assert_int_equal(json_integer_value(json_object_get(cfg, "active_version")),
+				 SNAPSHOT_WRITES);
+		json_decref(cfg);
+		opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS);
+		assert_int_equal(opd_ta_ws_connect(&a), 0);
+		opd_ta_msg_full(&b, &a, "after-snapshot");
+		r = opd_ta_exchange(&a, &b.msg, REPLY_MS);
+		assert_non_null(r);
+		assert_non_null(r->remote_config);
+		S2A_FREE(r);
+		opd_ta_fini(&a);
+	}
+	assert_int_equal(opd_daemon_stop(&d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_configs_and_agents_survive_restart),
+	    cmocka_unit_test(test_restart_after_snapshot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
