@@ -2,10 +2,11 @@
  * Certificates over TLS against the real daemon (issue 4):
  *  - the agent-initiated CSR flow over TLS, then a reconnection with mTLS and
  *    the new certificate, which the API shows in use;
- *  - an agent without a certificate is offered a server-generated key and
- *    certificate, `openssl verify` accepts it against the fleet CA, the agent
- *    reconnects with mTLS and the API shows the certificate in use; no private
- *    key reaches the log or the admin API, key files are 0600;
+ *  - an agent without a certificate (WebSocket, or plain HTTP in a poll reply)
+ *    is offered a server-generated key and certificate, `openssl verify`
+ *    accepts it against the fleet CA, the agent reconnects with mTLS and the
+ *    API shows the certificate in use; no private key reaches the log or the
+ *    admin API, key files are 0600;
  *  - a certificate past its renewal point is renewed;
  *  - 100 agents rotated by selector reach 100 % acknowledged with progress
  *    visible while it runs, agents outside the selector untouched; then a CA
@@ -882,11 +883,70 @@ static void csr_flow_then_mtls(void **state)
 	stop(f);
 }
 
+/* A plain-HTTP agent gets its offer in the reply to a poll, and uses it on the next one. */
+static void http_agent_offer_on_poll(void **state)
+{
+	static const char *const more[] = {"--offer-agent-certs", "on", NULL};
+	struct fx *f = start("optional", more);
+	struct ragent r;
+	struct opd_ta_msg b;
+	const Opamp__Proto__V1__TLSCertificate *tc = NULL;
+	Opamp__Proto__V1__ServerToAgent *s = NULL;
+	char cert[320], key[320];
+	json_t *c;
+
+	(void)state;
+	ragent_init(&r, f, "http-enrolled", 0);
+	r.ta.ws = false;
+	opd_ta_msg_full(&b, &r.ta, r.name);
+	assert_int_equal(opd_ta_send(&r.ta, &b.msg), 0);
+	s = opd_ta_recv(&r.ta, 2000);
+	assert_non_null(s);
+	for (uint64_t end = opd_test_now_ms() + 15000; tc == NULL && opd_test_now_ms() < end;) {
+		opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+		opd_test_pause_ms(500); /* the poll interval */
+		opd_ta_msg_init(&b, &r.ta);
+		assert_int_equal(opd_ta_send(&r.ta, &b.msg), 0);
+		s = opd_ta_recv(&r.ta, 2000);
+		assert_non_null(s);
+		tc = offered_cert(s);
+	}
+	assert_non_null(tc);
+	assert_true(tc->private_key.len > 0);
+	snprintf(cert, sizeof cert, "%s/%s-http.pem", E.dir, r.ta.uid_hex);
+	snprintf(key, sizeof key, "%s/%s-http.key", E.dir, r.ta.uid_hex);
+	write_file(cert, tc->cert.data, tc->cert.len, 0644);
+	write_file(key, tc->private_key.data, tc->private_key.len, 0600);
+	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+	/* The next poll presents the new certificate: applied, in use. */
+	ragent_use(&r, cert, key);
+	opd_ta_msg_init(&b, &r.ta);
+	assert_int_equal(opd_ta_send(&r.ta, &b.msg), 0);
+	s = opd_ta_recv(&r.ta, 2000);
+	assert_non_null(s);
+	assert_null(offered_cert(s)); /* not offered again */
+	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
+	c = agent_cert(f, r.ta.uid_hex);
+	for (uint64_t end = opd_test_now_ms() + 3000;
+	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
+		opd_test_pause_ms(100);
+		json_decref(c);
+		c = agent_cert(f, r.ta.uid_hex);
+	}
+	assert_true(json_is_true(json_object_get(c, "in_use")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
+	json_decref(c);
+	opd_ta_fini(&r.ta);
+	stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(csr_flow_then_mtls),
 	    cmocka_unit_test(server_generated_then_mtls),
+	    cmocka_unit_test(http_agent_offer_on_poll),
 	    cmocka_unit_test(renewal_before_expiry),
 	    cmocka_unit_test(refused_certificates),
 	    cmocka_unit_test(rotation_of_100_and_ca_rotation),
