@@ -171,7 +171,7 @@ static void csr_request(void *data, const struct opd_agent *a, const uint8_t *cs
 }
 
 static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LEN],
-			const uint8_t *msg, size_t len)
+			const uint8_t *msg, size_t len, uint64_t retry_after_s)
 {
 	opd_s2a *s = opamp__proto__v1__server_to_agent__unpack(NULL, len, msg);
 
@@ -179,6 +179,10 @@ static void csr_deliver(void *data, uint64_t token, const uint8_t uid[OPD_UID_LE
 	(void)token;
 	if (s == NULL || s->instance_uid.len != OPD_UID_LEN ||
 	    memcmp(s->instance_uid.data, uid, OPD_UID_LEN) != 0)
+		abort();
+	/* A Retry-After goes with an Unavailable answer, and only with one. */
+	if ((retry_after_s != 0) !=
+	    (s->error_response != NULL && s->error_response->retry_info != NULL))
 		abort();
 	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
 }
