@@ -29,8 +29,24 @@ struct ws_msg {
 	size_t len;
 };
 
+/*
+ * Where the peer's byte stream stands, tracked next to wslay: wslay's event
+ * context (about 8.6 KiB with its frame buffer, bench/PROFILE.md) is freed
+ * while the connection sits between whole messages with nothing to send, and
+ * made again for the next byte, so an idle agent costs only this struct.
+ * Only frame lengths are read here; wslay still checks everything.
+ */
+struct ws_scan {
+	uint64_t payload_left; /* of the frame being received */
+	uint8_t hdr[10];       /* its first header bytes: flags, length and extended length */
+	uint8_t hlen;          /* header bytes seen, 0 between frames */
+	uint8_t need;          /* whole header length, known once hlen >= 2 */
+	bool in_message;       /* a fragmented data message is unfinished */
+};
+
 struct opd_ws {
-	wslay_event_context_ptr ctx;
+	wslay_event_context_ptr ctx; /* NULL while idle (see struct ws_scan) */
+	struct ws_scan scan;
 	struct opd_buf in;  /* pushed bytes wslay has not read yet */
 	struct opd_buf out; /* frames wslay wrote, not yet taken */
 	struct ws_msg *head, **tail;
@@ -123,6 +139,101 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	}
 }
 
+/* Frame header length from its first two bytes (RFC 6455 §5.2). */
+static uint8_t header_len(const uint8_t *h)
+{
+	uint8_t len7 = h[1] & 0x7f, n = 2;
+
+	if (len7 == 126)
+		n += 2;
+	else if (len7 == 127)
+		n += 8;
+	return (uint8_t)(n + ((h[1] & 0x80) ? 4 : 0));
+}
+
+static uint64_t payload_len(const uint8_t *h)
+{
+	uint8_t len7 = h[1] & 0x7f;
+	uint64_t len = 0;
+
+	if (len7 < 126)
+		return len7;
+	for (int i = 0; i < (len7 == 126 ? 2 : 8); i++)
+		len = len << 8 | h[2 + i];
+	return len;
+}
+
+/* Follow the frame boundaries in the bytes wslay is about to read. */
+static void scan(struct ws_scan *sc, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		if (sc->payload_left > 0) {
+			size_t k = sc->payload_left < n ? (size_t)sc->payload_left : n;
+
+			p += k;
+			n -= k;
+			sc->payload_left -= k;
+			continue;
+		}
+		if (sc->hlen < sizeof sc->hdr)
+			sc->hdr[sc->hlen] = *p;
+		sc->hlen++;
+		p++;
+		n--;
+		if (sc->hlen == 2)
+			sc->need = header_len(sc->hdr);
+		if (sc->hlen < 2 || sc->hlen < sc->need)
+			continue;
+		sc->payload_left = payload_len(sc->hdr);
+		/* Control frames (opcode 8 and up) may come between fragments: no change. */
+		if ((sc->hdr[0] & 0x0f) < 8)
+			sc->in_message = (sc->hdr[0] & 0x80) == 0;
+		sc->hlen = 0;
+	}
+}
+
+static void ensure_ctx(struct opd_ws *ws)
+{
+	static const struct wslay_event_callbacks cbs = {
+	    .recv_callback = recv_cb,
+	    .send_callback = send_cb,
+	    .on_frame_recv_start_callback = on_frame_start,
+	    .on_msg_recv_callback = on_msg,
+	};
+
+	if (ws->ctx != NULL)
+		return;
+	if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0)
+		abort(); /* only fails on OOM */
+	/* Checked against each frame's declared length before wslay buffers its payload. */
+	wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->max_msg);
+}
+
+/*
+ * Free wslay's context when a fresh one would behave the same: between whole
+ * frames, outside a fragmented message, nothing queued or half sent, no Close
+ * either way and no violation.
+ */
+static void release_if_idle(struct opd_ws *ws)
+{
+	const struct ws_scan *sc = &ws->scan;
+
+	if (ws->ctx == NULL || ws->violation != 0 || sc->hlen != 0 || sc->payload_left != 0 ||
+	    sc->in_message || opd_buf_avail(&ws->in) != 0)
+		return;
+	if (!wslay_event_get_read_enabled(ws->ctx) || !wslay_event_get_write_enabled(ws->ctx) ||
+	    wslay_event_get_close_received(ws->ctx) || wslay_event_get_close_sent(ws->ctx) ||
+	    wslay_event_want_write(ws->ctx) || wslay_event_get_queued_msg_count(ws->ctx) != 0)
+		return;
+	wslay_event_context_free(ws->ctx);
+	ws->ctx = NULL;
+}
+
+int opd_ws_idle(const struct opd_ws *ws)
+{
+	return ws->ctx == NULL;
+}
+
 int opd_ws_accept_key(const char *client_key, char *out)
 {
 	uint8_t raw[20], md[EVP_MAX_MD_SIZE];
@@ -148,20 +259,11 @@ int opd_ws_accept_key(const char *client_key, char *out)
 
 struct opd_ws *opd_ws_new(size_t max_msg)
 {
-	static const struct wslay_event_callbacks cbs = {
-	    .recv_callback = recv_cb,
-	    .send_callback = send_cb,
-	    .on_frame_recv_start_callback = on_frame_start,
-	    .on_msg_recv_callback = on_msg,
-	};
 	struct opd_ws *ws = opd_xcalloc(1, sizeof(*ws));
 
 	ws->tail = &ws->head;
 	ws->max_msg = max_msg;
-	if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0)
-		abort(); /* only fails on OOM */
-	/* Checked against each frame's declared length before wslay buffers its payload. */
-	wslay_event_config_set_max_recv_msg_length(ws->ctx, max_msg);
+	/* wslay's context is made with the first byte in or out (ensure_ctx). */
 	return ws;
 }
 
@@ -176,7 +278,8 @@ void opd_ws_free(struct opd_ws *ws)
 		free(m->data);
 		free(m);
 	}
-	wslay_event_context_free(ws->ctx);
+	if (ws->ctx != NULL)
+		wslay_event_context_free(ws->ctx);
 	opd_buf_fini(&ws->in);
 	opd_buf_fini(&ws->out);
 	free(ws);
@@ -188,9 +291,13 @@ int opd_ws_push(struct opd_ws *ws, const uint8_t *p, size_t n)
 
 	if (ws->violation != 0)
 		return ws->violation;
+	if (n == 0 && ws->ctx == NULL)
+		return 0;
+	ensure_ctx(ws);
 	/* After a Close (ours after an error, or the peer's) input is dropped. */
 	if (!wslay_event_get_read_enabled(ws->ctx))
 		return 0;
+	scan(&ws->scan, p, n);
 	opd_buf_append(&ws->in, p, n);
 	rc = wslay_event_recv(ws->ctx);
 	/* Usually drained: an idle connection keeps no input buffer (bench/PROFILE.md). */
@@ -237,6 +344,7 @@ static int queue(struct opd_ws *ws, uint8_t opcode, const uint8_t *p, size_t n)
 
 	if (ws->violation != 0)
 		return OPD_EPROTO;
+	ensure_ctx(ws);
 	return wslay_event_queue_msg(ws->ctx, &msg) == 0 ? 0 : OPD_EPROTO;
 }
 
@@ -256,6 +364,7 @@ int opd_ws_queue_close(struct opd_ws *ws, uint16_t code, const char *reason)
 
 	if (len > MAX_CLOSE_REASON)
 		len = MAX_CLOSE_REASON;
+	ensure_ctx(ws);
 	if (wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, len) != 0)
 		return OPD_EPROTO;
 	return 0;
@@ -265,17 +374,22 @@ size_t opd_ws_take(struct opd_ws *ws, struct opd_buf *out)
 {
 	size_t n;
 
-	(void)wslay_event_send(ws->ctx);
+	if (ws->ctx != NULL)
+		(void)wslay_event_send(ws->ctx);
 	n = opd_buf_avail(&ws->out);
 	opd_buf_append(out, opd_buf_rptr(&ws->out), n);
-	/* An idle connection keeps no output buffer either. */
+	/* An idle connection keeps no output buffer either, */
 	opd_buf_fini(&ws->out);
 	ws->pending_ctrl = 0;
+	/* nor wslay's context (see struct ws_scan). */
+	release_if_idle(ws);
 	return n;
 }
 
 int opd_ws_done(const struct opd_ws *ws)
 {
+	if (ws->ctx == NULL)
+		return 0; /* never released once a Close was sent */
 	return wslay_event_get_close_sent(ws->ctx) && !wslay_event_want_read(ws->ctx) &&
 	       !wslay_event_want_write(ws->ctx) && opd_buf_avail(&ws->out) == 0;
 }
@@ -284,7 +398,7 @@ uint16_t opd_ws_peer_close_code(const struct opd_ws *ws)
 {
 	uint16_t code;
 
-	if (!wslay_event_get_close_received(ws->ctx))
+	if (ws->ctx == NULL || !wslay_event_get_close_received(ws->ctx))
 		return 0;
 	code = wslay_event_get_status_code_received(ws->ctx);
 	/* wslay reports a Close without a code as 1005, which never appears on the wire. */

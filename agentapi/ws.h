@@ -65,4 +65,12 @@ int opd_ws_done(const struct opd_ws *ws);
 /* The close code the peer sent (0 if none). */
 uint16_t opd_ws_peer_close_code(const struct opd_ws *ws);
 
+/*
+ * 1 while the codec holds no per-connection state beyond its small struct:
+ * between whole messages, nothing to send, no close under way. wslay's event
+ * context (about 8.6 KiB) is freed then, in opd_ws_take(), and made again for
+ * the next byte in or message out.
+ */
+int opd_ws_idle(const struct opd_ws *ws);
+
 #endif

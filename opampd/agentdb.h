@@ -11,10 +11,31 @@
 #include "registry.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
+
+/* Private to agentdb.c: the description last persisted for one agent, as a keyed hash. */
+struct opd_agentdb_seen {
+	uint64_t key;  /* hash of the uid; 0 = empty slot */
+	uint64_t desc; /* hash of the uid and both attribute sets as written */
+};
 
 struct opd_agentdb {
 	struct sqlite3 *db;
 	char errmsg[OPD_ERRMSG_SIZE];
+	/* Private to agentdb.c. Statements prepared once. */
+	struct sqlite3_stmt *upsert, *update;
+	/*
+	 * Which rows hold which description (open addressing, a power of two
+	 * slots): a flush rewrites the attribute JSON only for agents whose
+	 * description changed since, and otherwise updates the other columns
+	 * (bench/PROFILE.md §3).
+	 */
+	struct opd_agentdb_seen *seen;
+	size_t seen_cap, seen_n;
+	uint64_t seed;
+	/* The dirty agents of the flush under way, kept for the next one. */
+	struct opd_agent **batch;
+	size_t batch_cap;
 };
 
 /* Open or create the database at path. 0 or OPD_ESTORE (errmsg set; close is still safe). */
@@ -25,7 +46,8 @@ void opd_agentdb_close(struct opd_agentdb *adb);
 int opd_agentdb_load(struct opd_agentdb *adb, struct opd_registry *r);
 
 /* Write all dirty agents in one transaction and clear their dirty flag. Returns the count or
- * OPD_ESTORE. */
+ * OPD_ESTORE. An agent whose attributes are as last written gets only its other columns
+ * updated. */
 int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r);
 
 #endif

@@ -43,6 +43,10 @@ struct opd_pending_write {
 	int has_request_id;
 	opd_configs_cb cb;
 	void *data;
+	/* A version this process signed: its signature and the SHA-256 of the bytes it signed. */
+	int signed_here;
+	uint8_t sig[OPD_SIGN_SIG_LEN];
+	uint8_t signed_digest[32];
 };
 
 /* ---- the active set ---- */
@@ -126,6 +130,48 @@ static int64_t published_priority(const struct opd_version_info *v,
 	return v->has_priority ? v->priority : info->priority;
 }
 
+/* SHA-256 of a record's signed bytes. Returns 0, or -1 when OpenSSL fails. */
+static int record_digest(const struct opd_version_record *rec, uint8_t out[32])
+{
+	struct opd_buf b;
+	unsigned int len = 0;
+	int ok;
+
+	opd_buf_init(&b);
+	opd_version_record_bytes(rec, &b);
+	ok = EVP_Digest(opd_buf_rptr(&b), opd_buf_avail(&b), out, &len, EVP_sha256(), NULL) == 1 &&
+	     len == 32;
+	opd_buf_fini(&b);
+	return ok ? 0 : -1;
+}
+
+/*
+ * 1 when this process signed exactly this record with its own key a moment
+ * ago (a publish still in flight on the leader): the stored signature is the
+ * one it made, over the same bytes, under a key id whose stored public key is
+ * its own. Ed25519 signatures are deterministic, so verifying would say yes;
+ * checking costs a SHA-256 instead of a verification (bench/PROFILE.md §1b).
+ */
+static int signed_here(struct opd_configs *c, const struct opd_version_info *v,
+		       const struct opd_version_record *rec,
+		       const uint8_t public_key[OPD_SIGN_PUBLIC_LEN])
+{
+	const struct opd_pending_write *w;
+	uint8_t d[32];
+
+	if (c->signer == NULL || v->signature_len != OPD_SIGN_SIG_LEN ||
+	    strcmp(v->key_id, c->signer->key_id) != 0 ||
+	    memcmp(public_key, c->signer->public_key, OPD_SIGN_PUBLIC_LEN) != 0)
+		return 0;
+	for (w = c->pending; w != NULL; w = w->next)
+		if (w->signed_here && w->kind == WRITE_PUBLISH && w->version == v->version &&
+		    strcmp(w->name, v->name) == 0 &&
+		    memcmp(w->sig, v->signature, OPD_SIGN_SIG_LEN) == 0)
+			break;
+	return w != NULL && record_digest(rec, d) == 0 &&
+	       memcmp(d, w->signed_digest, sizeof d) == 0;
+}
+
 int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
 		       const struct opd_config_info *info)
 {
@@ -144,6 +190,8 @@ int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
 	if (opd_store_get_signing_key(&c->store, v->key_id, &key) != 0)
 		return 0;
 	record_of(v, published_priority(v, info), &rec);
+	if (signed_here(c, v, &rec, key.public_key))
+		return 1;
 	return opd_sign_verify(key.public_key, &rec, v->signature, v->signature_len);
 }
 
@@ -633,6 +681,11 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 		};
 		if (opd_signer_sign(c->signer, &rec, sig) != 0)
 			fatal("signing failed: %s", c->signer->errmsg);
+		/* Remembered so that applying it here need not verify it again (signed_here). */
+		if (record_digest(&rec, w->signed_digest) == 0) {
+			memcpy(w->sig, sig, sizeof sig);
+			w->signed_here = 1;
+		}
 		put.signature.data = sig;
 		put.signature.len = sizeof sig;
 		put.key_id = (char *)c->signer->key_id;

@@ -11,8 +11,11 @@
 #include <string.h>
 
 /*
- * Statements are prepared per call: struct opd_store has no room for a cache,
- * and configuration writes are rare enough that the parse cost does not show.
+ * Statements are prepared once per store and kept (st->stmts, keyed by the
+ * address of their SQL literal): compiling them on every call was a quarter
+ * of a configuration write's instructions (bench/PROFILE.md §1b). A statement
+ * still in use when its SQL is asked for again (a nested query) is prepared
+ * afresh, and built SQL (dump_table) never enters the cache.
  */
 
 #define SAVEPOINT_NAME "opd_store"
@@ -30,6 +33,60 @@ static int exec(struct opd_store *st, const char *sql, const char *what)
 	return 0;
 }
 
+/* A cached statement for sql, marked busy, or NULL when none is free. */
+static sqlite3_stmt *stmt_cached(struct opd_store *st, const char *sql)
+{
+	struct opd_store_stmt *e;
+
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		e = &st->stmts[i];
+		if (e->sql != sql)
+			continue;
+		if (e->busy || strcmp(sqlite3_sql(e->stmt), sql) != 0)
+			return NULL;
+		e->busy = 1;
+		return e->stmt;
+	}
+	if (st->n_stmts == OPD_STORE_STMT_CACHE)
+		return NULL;
+	e = &st->stmts[st->n_stmts];
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &e->stmt, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_finalize(e->stmt);
+		e->stmt = NULL;
+		return NULL; /* prepared again below, which reports the error */
+	}
+	e->sql = sql;
+	e->busy = 1;
+	st->n_stmts++;
+	return e->stmt;
+}
+
+/* Give back a statement from vprepare: reset for reuse if cached, finalized otherwise. */
+static void stmt_done(struct opd_store *st, sqlite3_stmt *stmt)
+{
+	if (stmt == NULL)
+		return;
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		if (st->stmts[i].stmt != stmt)
+			continue;
+		/* Also ends the statement's read, as finalizing it would. */
+		sqlite3_reset(stmt);
+		/* Bound strings are SQLITE_STATIC: drop them with the caller's buffers. */
+		sqlite3_clear_bindings(stmt);
+		st->stmts[i].busy = 0;
+		return;
+	}
+	sqlite3_finalize(stmt);
+}
+
+static void stmt_cache_clear(struct opd_store *st)
+{
+	for (size_t i = 0; i < st->n_stmts; i++)
+		sqlite3_finalize(st->stmts[i].stmt);
+	st->n_stmts = 0;
+}
+
 /*
  * Prepare sql and bind its parameters, described by types: 't' const char *
  * (NULL binds ""), 'i' int64_t, 'u' uint64_t (stored as its int64 bit
@@ -37,14 +94,16 @@ static int exec(struct opd_store *st, const char *sql, const char *what)
  * SQLITE_STATIC: they must outlive the statement, which every caller finalizes
  * before returning.
  */
-static int vprepare(struct opd_store *st, sqlite3_stmt **out, const char *sql, const char *types,
-		    va_list ap)
+static int vprepare(struct opd_store *st, sqlite3_stmt **out, bool cache, const char *sql,
+		    const char *types, va_list ap)
 {
-	sqlite3_stmt *stmt = NULL;
+	sqlite3_stmt *stmt = cache ? stmt_cached(st, sql) : NULL;
 	int rc = SQLITE_OK;
 
-	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+	if (stmt == NULL && sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		stmt_done(st, stmt);
 		return fail(st, "prepare");
+	}
 	for (int i = 1; rc == SQLITE_OK && *types; i++, types++) {
 		switch (*types) {
 		case 't': {
@@ -74,7 +133,7 @@ static int vprepare(struct opd_store *st, sqlite3_stmt **out, const char *sql, c
 	}
 	if (rc != SQLITE_OK) {
 		fail(st, "bind");
-		sqlite3_finalize(stmt);
+		stmt_done(st, stmt);
 		return OPD_ESTORE;
 	}
 	*out = stmt;
@@ -87,7 +146,20 @@ static int query(struct opd_store *st, sqlite3_stmt **out, const char *sql, cons
 	int rc;
 
 	va_start(ap, types);
-	rc = vprepare(st, out, sql, types, ap);
+	rc = vprepare(st, out, true, sql, types, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* As query(), for SQL built at run time: prepared for this one use. */
+static int query_once(struct opd_store *st, sqlite3_stmt **out, const char *sql, const char *types,
+		      ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, types);
+	rc = vprepare(st, out, false, sql, types, ap);
 	va_end(ap);
 	return rc;
 }
@@ -100,12 +172,12 @@ static int run(struct opd_store *st, const char *sql, const char *types, ...)
 	int rc;
 
 	va_start(ap, types);
-	rc = vprepare(st, &stmt, sql, types, ap);
+	rc = vprepare(st, &stmt, true, sql, types, ap);
 	va_end(ap);
 	if (rc != 0)
 		return rc;
 	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : fail(st, "write");
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -190,7 +262,7 @@ static int migrate(struct opd_store *st)
 		return rc;
 	rc = step(st, stmt);
 	have = rc == 1 ? sqlite3_column_int64(stmt, 0) : 0;
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc < 0)
 		return rc;
 	if (have < 0 || (uint64_t)have > want) {
@@ -249,6 +321,7 @@ fail:
 
 void opd_store_close(struct opd_store *st)
 {
+	stmt_cache_clear(st);
 	if (st->db != NULL) {
 		sqlite3_close_v2(st->db);
 		st->db = NULL;
@@ -317,7 +390,7 @@ static int load_selector(struct opd_store *st, const char *name, struct opd_kvs 
 		free(k);
 		free(v);
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc < 0) {
 		opd_kvs_fini(&sel);
 		return rc;
@@ -360,7 +433,7 @@ static int load_config_row(struct opd_store *st, const char *name, struct config
 		row->latest = col_u64(stmt, 2);
 		row->deleted = sqlite3_column_int(stmt, 3) != 0;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -378,7 +451,7 @@ static int load_version_hash(struct opd_store *st, const char *name, uint64_t ve
 	rc = step(st, stmt);
 	if (rc == 1 && hash != NULL && col_hash(st, stmt, 0, hash) != 0)
 		rc = OPD_ESTORE;
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -611,7 +684,7 @@ int opd_store_foreach_config(struct opd_store *st,
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -629,7 +702,7 @@ int opd_store_get_config(struct opd_store *st, const char *name, struct opd_conf
 		rc = fill_config(st, stmt, out);
 	else if (rc == 0)
 		rc = OPD_ENOTFOUND;
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -665,7 +738,7 @@ static int load_version_selector(struct opd_store *st, const char *name, uint64_
 		free(k);
 		free(v);
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -720,7 +793,7 @@ int opd_store_foreach_version(struct opd_store *st, const char *name,
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -745,7 +818,7 @@ static int load_files(struct opd_store *st, const char *name, uint64_t version,
 		free(fn);
 		free(ct);
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -776,7 +849,7 @@ int opd_store_get_version(struct opd_store *st, const char *name, uint64_t versi
 		rc = fill_version(st, stmt, &v);
 	else if (rc == 0)
 		rc = OPD_ENOTFOUND;
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc != 0)
 		return rc;
 	if ((rc = load_files(st, name, version, &v.files)) != 0) {
@@ -884,7 +957,7 @@ static int get_one(struct opd_store *st, const char *sql, const char *arg,
 	} else if (rc == 0) {
 		rc = OPD_ENOTFOUND;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -926,7 +999,7 @@ int opd_store_foreach_signing_key(struct opd_store *st,
 		if ((rc = cb(data, &k)) != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1027,7 +1100,7 @@ int opd_store_get_request(struct opd_store *st, const uint8_t *id, size_t len,
 	} else if (rc == 0) {
 		rc = OPD_ENOTFOUND;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1127,7 +1200,7 @@ int opd_store_member_admin_url(struct opd_store *st, uint64_t id, char *buf, siz
 	} else if (rc == 0) {
 		rc = OPD_ENOTFOUND;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1151,7 +1224,7 @@ int opd_store_foreach_member(struct opd_store *st,
 		if ((rc = cb(data, &m)) != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1192,7 +1265,7 @@ int opd_store_foreach_audit(struct opd_store *st, size_t limit,
 		if ((rc = cb(data, &e)) != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1205,7 +1278,7 @@ static int meta_get(struct opd_store *st, const char *key, uint64_t *out)
 		return rc;
 	rc = step(st, stmt);
 	*out = rc == 1 ? col_u64(stmt, 0) : 0;
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc < 0 ? rc : 0;
 }
 
@@ -1467,7 +1540,7 @@ static int dump_table(struct opd_store *st, const char *table, struct opd_buf *o
 	base = sqlite3_mprintf("SELECT * FROM \"%w\"", table);
 	if (base == NULL)
 		abort(); /* OOM: as opd_xmalloc */
-	rc = query(st, &stmt, base, "");
+	rc = query_once(st, &stmt, base, "");
 	if (rc != 0) {
 		sqlite3_free(base);
 		return rc;
@@ -1477,7 +1550,7 @@ static int dump_table(struct opd_store *st, const char *table, struct opd_buf *o
 	for (int i = 0; i < ncol; i++)
 		opd_buf_appendf(out, " %s", sqlite3_column_name(stmt, i));
 	opd_buf_append_byte(out, '\n');
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 
 	opd_buf_init(&sql);
 	opd_buf_appendf(&sql, "%s ORDER BY", base);
@@ -1485,7 +1558,7 @@ static int dump_table(struct opd_store *st, const char *table, struct opd_buf *o
 		opd_buf_appendf(&sql, "%s %d", i ? "," : "", i + 1);
 	opd_buf_append_byte(&sql, '\0');
 	sqlite3_free(base);
-	rc = query(st, &stmt, (const char *)opd_buf_rptr(&sql), "");
+	rc = query_once(st, &stmt, (const char *)opd_buf_rptr(&sql), "");
 	opd_buf_fini(&sql);
 	if (rc != 0)
 		return rc;
@@ -1497,7 +1570,7 @@ static int dump_table(struct opd_store *st, const char *table, struct opd_buf *o
 		}
 		opd_buf_append_byte(out, '\n');
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1511,7 +1584,7 @@ int opd_store_dump(struct opd_store *st, struct opd_buf *out)
 	if ((rc = step(st, stmt)) == 1)
 		opd_buf_appendf(out, "user_version %lld\n",
 				(long long)sqlite3_column_int64(stmt, 0));
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc < 0)
 		return rc;
 	rc = query(st, &stmt,
@@ -1527,7 +1600,7 @@ int opd_store_dump(struct opd_store *st, struct opd_buf *out)
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1617,7 +1690,7 @@ int opd_store_foreach_ca(struct opd_store *st, int (*cb)(void *data, const struc
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1789,7 +1862,7 @@ int opd_store_get_certificate(struct opd_store *st, uint64_t serial, struct opd_
 	} else if (rc == 0) {
 		rc = OPD_ENOTFOUND;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1837,7 +1910,7 @@ int opd_store_add_certificate(struct opd_store *st, const struct opd_new_cert *c
 			"ut", c->serial, c->fingerprint)) != 0)
 		goto out;
 	rc = step(st, stmt);
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc != 0) {
 		rc = rc == 1 ? OPD_ECONFLICT : rc;
 		goto out;
@@ -1929,7 +2002,7 @@ int opd_store_foreach_certificate(struct opd_store *st, const struct opd_cert_fi
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1959,7 +2032,7 @@ int opd_store_foreach_revocation(struct opd_store *st, uint64_t valid_at,
 		if ((rc = cb(data, &r)) != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -1990,7 +2063,7 @@ int opd_store_add_rotation(struct opd_store *st, const char *id, const struct op
 	if ((rc = query(st, &stmt, "SELECT 1 FROM rotations WHERE id = ?", "t", id)) != 0)
 		goto fail;
 	rc = step(st, stmt);
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc != 0) {
 		tx_rollback(st, nested);
 		return rc == 1 ? OPD_ECONFLICT : rc;
@@ -2028,7 +2101,7 @@ static int load_rotation_selector(struct opd_store *st, const char *id, struct o
 	while ((rc = step(st, stmt)) == 1)
 		opd_kvs_add(out, (const char *)sqlite3_column_text(stmt, 0),
 			    (const char *)sqlite3_column_text(stmt, 1));
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return rc;
 }
 
@@ -2057,7 +2130,7 @@ static int rotations(struct opd_store *st, const char *id,
 		if (rc != 0)
 			break;
 	}
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	if (rc == 0 && id != NULL && !found)
 		rc = OPD_ENOTFOUND;
 	return rc;

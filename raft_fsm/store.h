@@ -22,12 +22,25 @@
 #include <stdint.h>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 #define OPD_CONFIG_HASH_LEN 32
+
+/* Private to store.c: a prepared statement kept for reuse (its SQL is a string literal). */
+struct opd_store_stmt {
+	const char *sql;
+	struct sqlite3_stmt *stmt;
+	int busy; /* handed out and not yet given back */
+};
+
+#define OPD_STORE_STMT_CACHE 64
 
 struct opd_store {
 	struct sqlite3 *db;
 	char errmsg[OPD_ERRMSG_SIZE];
+	/* Private to store.c: statements prepared once per store (bench/PROFILE.md §1b). */
+	struct opd_store_stmt stmts[OPD_STORE_STMT_CACHE];
+	size_t n_stmts;
 };
 
 /* One file of a configuration version (an AgentConfigMap entry). */
