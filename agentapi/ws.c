@@ -17,6 +17,12 @@
  * produced without an opd_ws_take() in between we close with 1008 (policy).
  */
 #define MAX_PENDING_CTRL 64
+/*
+ * Data frames one message may take: a 4 MiB message in 1 KiB fragments fits;
+ * wslay keeps ~75 bytes per fragment, so 1-byte fragments would otherwise let
+ * one message cost ~300 MiB before the size limit is reached.
+ */
+#define MAX_FRAGMENTS 4096
 
 #define CLOSE_POLICY 1008
 
@@ -52,7 +58,8 @@ struct opd_ws {
 	struct ws_msg *head, **tail;
 	size_t max_msg;
 	unsigned pending_ctrl;
-	int violation; /* sticky OPD_E* once the peer broke the protocol */
+	unsigned fragments; /* data frames of the message being received */
+	int violation;      /* sticky OPD_E* once the peer broke the protocol */
 };
 
 /* Close because of the peer; wslay stops reading and sends the Close on the next send. */
@@ -103,6 +110,12 @@ static void on_frame_start(wslay_event_context_ptr ctx,
 	/* OpAMP is binary only; refuse text before wslay buffers any of it. */
 	if (arg->opcode == WSLAY_TEXT_FRAME)
 		violate(ws, OPD_WS_CLOSE_UNSUPPORTED, OPD_EPROTO);
+	if (arg->opcode == WSLAY_CONTINUATION_FRAME) {
+		if (++ws->fragments > MAX_FRAGMENTS)
+			violate(ws, OPD_WS_CLOSE_TOO_BIG, OPD_ETOOBIG);
+	} else if (arg->opcode < 8) {
+		ws->fragments = 1; /* a data frame starts a message */
+	}
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
