@@ -16,7 +16,12 @@
  *
  * Both are bounded by --duration and stop on SIGINT/SIGTERM; progress goes to --status-file
  * (rewritten atomically every --status-ms) and the results are one JSON object on stdout.
- * No TLS yet. The WebSocket client framing is written here (agentapi/ws.h is server-side).
+ * Agents speak TLS 1.3 with wss:// and https:// URLs: OpenSSL over two memory BIOs on the libuv
+ * socket (as agentapi/tls.c does on the server side), so nothing blocks; the server certificate
+ * is checked only with --ca (a benchmark against its own test certificate needs no check), and
+ * --cert/--key present one client certificate for every agent. Plain ws:// and http:// agents
+ * allocate no TLS state and send exactly the bytes they always did. The WebSocket client
+ * framing is written here (agentapi/ws.h is server-side).
  */
 #include "opamp/v1/opamp.pb-c.h"
 
@@ -24,9 +29,13 @@
 #include <errno.h>
 #include <http_parser.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -67,9 +76,11 @@ typedef Opamp__Proto__V1__AgentConfigMap cfgmap_t;
 
 struct endpoint {
 	struct sockaddr_in addr;
+	char host[64];
 	char hostport[80];
 	char path[256];
 	bool ws;
+	bool tls;
 };
 
 static struct {
@@ -90,6 +101,9 @@ static struct {
 	const char *flood; /* NULL, "heartbeat" or "status" */
 	uint32_t uid_seed;
 	bool raw;
+	const char *ca;   /* TLS: verify the server against these CAs (else no verification) */
+	const char *cert; /* TLS: client certificate chain (PEM), the same for every agent */
+	const char *key;
 	/* writes */
 	const char *target; /* "opampd" or "etcd" */
 	const char *token;
@@ -199,7 +213,7 @@ static double rng_unit(void)
 
 /* ----------------------------------------------------------------- url parse */
 
-/* ws://IP:PORT/path or http://IP:PORT/path (IPv4 literals only: it is a loopback tool). */
+/* ws://, wss://, http:// or https://IP:PORT/path (IPv4 literals only: a loopback tool). */
 static void parse_url(const char *s, struct endpoint *e)
 {
 	const char *rest, *slash, *colon;
@@ -210,11 +224,17 @@ static void parse_url(const char *s, struct endpoint *e)
 	if (strncmp(s, "ws://", 5) == 0) {
 		e->ws = true;
 		rest = s + 5;
+	} else if (strncmp(s, "wss://", 6) == 0) {
+		e->ws = e->tls = true;
+		rest = s + 6;
 	} else if (strncmp(s, "http://", 7) == 0) {
 		e->ws = false;
 		rest = s + 7;
+	} else if (strncmp(s, "https://", 8) == 0) {
+		e->tls = true;
+		rest = s + 8;
 	} else {
-		die("%s: URL must start with ws:// or http:// (TLS is not supported yet)", s);
+		die("%s: URL must start with ws://, wss://, http:// or https://", s);
 	}
 	slash = strchr(rest, '/');
 	if (slash == NULL)
@@ -224,6 +244,7 @@ static void parse_url(const char *s, struct endpoint *e)
 		die("%s: expected IP:PORT", s);
 	memcpy(host, rest, (size_t)(colon - rest));
 	host[colon - rest] = '\0';
+	snprintf(e->host, sizeof e->host, "%s", host);
 	port = strtoul(colon + 1, &end, 10);
 	if (end != slash || port == 0 || port > 65535)
 		die("%s: bad port", s);
@@ -376,7 +397,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 /* ======================================================================== agents */
 
-enum astate { A_NEW, A_CONNECTING, A_UPGRADING, A_OPEN, A_CLOSING, A_WAITING, A_STOPPED };
+/* A_TLS: the TCP connection is up and the TLS handshake is running (wss://, https://). */
+enum astate { A_NEW, A_CONNECTING, A_UPGRADING, A_OPEN, A_CLOSING, A_WAITING, A_STOPPED, A_TLS };
 enum report { REP_NONE, REP_APPLYING, REP_APPLIED };
 enum msg_kind { MSG_FULL, MSG_HEARTBEAT, MSG_STATUS, MSG_APPLYING, MSG_APPLIED };
 
@@ -389,6 +411,7 @@ struct agent {
 	uint32_t in_len, in_cap;
 	uint8_t *frag; /* a fragmented WebSocket message being assembled */
 	uint32_t frag_len;
+	SSL *ssl; /* wss:// and https:// only, for the life of one connection; NULL otherwise */
 	uint32_t idx;
 	uint32_t hb_ms;
 	uint32_t backoff_ms;
@@ -433,6 +456,7 @@ static struct {
 	uint32_t ready_now;
 	uint64_t ever_ready, reconnects, disconnects, connect_failed, unavailable, http_503;
 	uint64_t http_other, ws_closes, protocol_errors, msgs_sent, msgs_recv, configs_received;
+	uint64_t tls_failed, tls_handshakes;
 	uint64_t bytes_sent, bytes_recv;
 	int64_t t0_us, t0_wall, first_start_us, all_ready_us, last_ready_us;
 	uint32_t *connect_lat_us; /* first connection of each agent: start → first reply */
@@ -842,12 +866,69 @@ static void arm_heartbeat(struct agent *a)
 	uv_timer_start(&a->timer, on_heartbeat, a->hb_ms, 0);
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+static SSL_CTX *tls_ctx;
+static uint8_t tls_out[16 * 1024 + 512]; /* ciphertext on its way to a socket */
+static uint8_t tls_plain[64 * 1024];     /* plaintext just decrypted, being parsed */
+
+/* Count a TLS failure; the first few say why on stderr (a wrong --ca shows up here). */
+static void tls_fail(struct agent *a, const char *what)
+{
+	char why[256];
+	long vr = SSL_get_verify_result(a->ssl);
+
+	G.tls_failed++;
+	if (G.tls_failed > 5)
+		return;
+	ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+	fprintf(stderr, "loadgen: agent %" PRIu32 ": TLS %s failed: %s%s%s\n", a->idx, what, why,
+		vr != X509_V_OK ? ": " : "",
+		vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+	ERR_clear_error();
+}
+
+/* Move every ciphertext byte OpenSSL has for the peer to the socket. 0 or a libuv error. */
+static int tls_flush(struct agent *a)
+{
+	BIO *w = SSL_get_wbio(a->ssl);
+	size_t pending;
+	int n, rc;
+
+	while ((pending = BIO_ctrl_pending(w)) > 0) {
+		n = BIO_read(w, tls_out,
+			     pending > sizeof tls_out ? (int)sizeof tls_out : (int)pending);
+		if (n <= 0)
+			return UV_EPROTO;
+		rc = stream_write((uv_stream_t *)&a->tcp, tls_out, (size_t)n);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Send on the agent's connection: straight to the socket, or encrypted. 0 or a libuv error. */
+static int agent_write(struct agent *a, const uint8_t *p, size_t n)
+{
+	if (a->ssl == NULL)
+		return stream_write((uv_stream_t *)&a->tcp, p, n);
+	if (uv_is_closing((uv_handle_t *)&a->tcp))
+		return UV_ECANCELED;
+	ERR_clear_error();
+	/* A memory BIO takes everything: the write is whole or failed. */
+	if (n > INT_MAX || SSL_write(a->ssl, p, (int)n) != (int)n) {
+		tls_fail(a, "write");
+		return UV_EPROTO;
+	}
+	return tls_flush(a);
+}
+
 static void flush(struct agent *a, size_t len)
 {
 	int rc;
 
 	G.bytes_sent += len;
-	rc = stream_write((uv_stream_t *)&a->tcp, G.sendbuf, len);
+	rc = agent_write(a, G.sendbuf, len);
 	if (rc != 0 && rc != UV_ECANCELED)
 		agent_drop(a, 0);
 }
@@ -1104,6 +1185,8 @@ static void on_tcp_closed(uv_handle_t *h)
 	free(a->frag);
 	a->frag = NULL;
 	a->frag_len = 0;
+	SSL_free(a->ssl);
+	a->ssl = NULL;
 	if (G.stopping) {
 		a->state = A_STOPPED;
 		return;
@@ -1251,7 +1334,7 @@ static void send_pong(struct agent *a, const uint8_t *payload, size_t n)
 	for (size_t i = 0; i < n; i++)
 		f[6 + i] = payload[i] ^ f[2 + (i & 3)];
 	G.bytes_sent += 6 + n;
-	if (stream_write((uv_stream_t *)&a->tcp, f, 6 + n) != 0)
+	if (agent_write(a, f, 6 + n) != 0)
 		agent_drop(a, 0);
 }
 
@@ -1496,23 +1579,15 @@ static void parse_http(struct agent *a, const uint8_t *p, size_t n, int64_t t_us
 
 /* ----------------------------------------------------------------- reading */
 
-static void on_agent_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Bytes from the server (plaintext: as read, or as decrypted), nread > 0 of them at data. */
+static void agent_bytes(struct agent *a, const uint8_t *data, size_t nread, int64_t t_us)
 {
-	struct agent *a = agent_of((uv_handle_t *)s);
-	int64_t t_us = wall_us(); /* when the bytes were picked up, before any processing */
 	const uint8_t *p;
 	size_t n;
 	ssize_t used = 0;
 
-	if (nread < 0) {
-		agent_drop(a, 0);
-		return;
-	}
-	if (nread == 0)
-		return;
-	G.bytes_recv += (uint64_t)nread;
 	if (a->state == A_OPEN && !opt.url[0].ws) {
-		parse_http(a, (const uint8_t *)buf->base, (size_t)nread, t_us);
+		parse_http(a, data, nread, t_us);
 		return;
 	}
 	/* WebSocket: parse straight from the shared buffer unless a partial frame waits. */
@@ -1522,17 +1597,17 @@ static void on_agent_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			agent_drop(a, 0);
 			return;
 		}
-		if (a->in_len + (size_t)nread > a->in_cap) {
-			a->in_cap = (uint32_t)((a->in_len + (size_t)nread) * 2);
+		if (a->in_len + nread > a->in_cap) {
+			a->in_cap = (uint32_t)((a->in_len + nread) * 2);
 			a->in = xrealloc(a->in, a->in_cap);
 		}
-		memcpy(a->in + a->in_len, buf->base, (size_t)nread);
+		memcpy(a->in + a->in_len, data, nread);
 		a->in_len += (uint32_t)nread;
 		p = a->in;
 		n = a->in_len;
 	} else {
-		p = (const uint8_t *)buf->base;
-		n = (size_t)nread;
+		p = data;
+		n = nread;
 	}
 	if (a->state == A_UPGRADING) {
 		used = parse_upgrade(a, p, n);
@@ -1572,27 +1647,12 @@ keep_rest:
 	a->in_len = (uint32_t)n;
 }
 
-static void on_agent_connected(uv_connect_t *req, int status)
+/* The connection (and TLS, if any) is up: upgrade to WebSocket, or send the first POST. */
+static void transport_open(struct agent *a)
 {
-	struct agent *a = req->data;
 	char head[512];
 	int n;
 
-	if (a->state != A_CONNECTING || G.stopping || uv_is_closing((uv_handle_t *)&a->tcp))
-		return; /* closed meanwhile (stopping) */
-	G.connecting--;
-	if (status < 0) {
-		G.connect_failed++;
-		a->state = A_OPEN; /* so that drop closes it */
-		agent_drop(a, 0);
-		return;
-	}
-	uv_tcp_nodelay(&a->tcp, 1);
-	if (uv_read_start((uv_stream_t *)&a->tcp, on_alloc, on_agent_read) != 0) {
-		a->state = A_OPEN;
-		agent_drop(a, 0);
-		return;
-	}
 	if (!opt.url[0].ws) {
 		a->state = A_OPEN;
 		http_parser_init(&a->hp, HTTP_RESPONSE);
@@ -1609,8 +1669,133 @@ static void on_agent_connected(uv_connect_t *req, int status)
 		     "User-Agent: opampd-loadgen\r\n\r\n",
 		     opt.url[0].path, opt.url[0].hostport, ws_key);
 	G.bytes_sent += (uint64_t)n;
-	if (stream_write((uv_stream_t *)&a->tcp, (const uint8_t *)head, (size_t)n) != 0)
+	if (agent_write(a, (const uint8_t *)head, (size_t)n) != 0)
 		agent_drop(a, 0);
+}
+
+/* Run the handshake as far as the bytes in allow; once done, open the transport. */
+static void tls_step(struct agent *a)
+{
+	int r;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(a->ssl);
+	if (r != 1 && SSL_get_error(a->ssl, r) != SSL_ERROR_WANT_READ) {
+		tls_fail(a, "handshake");
+		(void)tls_flush(a); /* the alert, if the socket takes it */
+		agent_drop(a, 0);
+		return;
+	}
+	if (tls_flush(a) != 0) {
+		agent_drop(a, 0);
+		return;
+	}
+	if (r == 1) {
+		G.tls_handshakes++;
+		transport_open(a);
+	}
+}
+
+/* A fresh memory BIO: reading it empty means "retry later", not end of file. */
+static BIO *mem_bio(void)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+
+	if (b == NULL)
+		die("out of memory");
+	BIO_set_mem_eof_return(b, -1);
+	return b;
+}
+
+/* TCP is up on a wss:// or https:// URL: the TLS state is made now, freed with the socket. */
+static void tls_start(struct agent *a)
+{
+	a->ssl = SSL_new(tls_ctx);
+	if (a->ssl == NULL)
+		die("SSL_new failed");
+	SSL_set_bio(a->ssl, mem_bio(), mem_bio()); /* the SSL owns both */
+	SSL_set_connect_state(a->ssl);
+	a->state = A_TLS;
+	tls_step(a); /* the ClientHello */
+}
+
+/*
+ * Ciphertext in: finish the handshake, then decrypt everything there is and hand it to
+ * agent_bytes. SSL_read only consumes what was pushed, so the loop ends.
+ */
+static void tls_read(struct agent *a, const uint8_t *p, size_t n, int64_t t_us)
+{
+	int got;
+
+	if (n > INT_MAX || BIO_write(SSL_get_rbio(a->ssl), p, (int)n) != (int)n)
+		die("out of memory");
+	if (a->state == A_TLS) {
+		tls_step(a);
+		if (a->state != A_OPEN && a->state != A_UPGRADING)
+			return;
+	}
+	for (;;) {
+		ERR_clear_error();
+		got = SSL_read(a->ssl, tls_plain, (int)sizeof tls_plain);
+		if (got <= 0) {
+			int e = SSL_get_error(a->ssl, got);
+
+			if (e == SSL_ERROR_WANT_READ)
+				break;
+			if (e != SSL_ERROR_ZERO_RETURN) /* not a close_notify */
+				tls_fail(a, "read");
+			agent_drop(a, 0);
+			return;
+		}
+		agent_bytes(a, tls_plain, (size_t)got, t_us);
+		if (a->state != A_OPEN && a->state != A_UPGRADING)
+			return;
+	}
+	if (tls_flush(a) != 0) /* anything reading produced (a key update's answer) */
+		agent_drop(a, 0);
+}
+
+static void on_agent_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct agent *a = agent_of((uv_handle_t *)s);
+	int64_t t_us = wall_us(); /* when the bytes were picked up, before any processing */
+
+	if (nread < 0) {
+		agent_drop(a, 0);
+		return;
+	}
+	if (nread == 0)
+		return;
+	G.bytes_recv += (uint64_t)nread;
+	if (a->ssl != NULL)
+		tls_read(a, (const uint8_t *)buf->base, (size_t)nread, t_us);
+	else
+		agent_bytes(a, (const uint8_t *)buf->base, (size_t)nread, t_us);
+}
+
+static void on_agent_connected(uv_connect_t *req, int status)
+{
+	struct agent *a = req->data;
+
+	if (a->state != A_CONNECTING || G.stopping || uv_is_closing((uv_handle_t *)&a->tcp))
+		return; /* closed meanwhile (stopping) */
+	G.connecting--;
+	if (status < 0) {
+		G.connect_failed++;
+		a->state = A_OPEN; /* so that drop closes it */
+		agent_drop(a, 0);
+		return;
+	}
+	uv_tcp_nodelay(&a->tcp, 1);
+	if (uv_read_start((uv_stream_t *)&a->tcp, on_alloc, on_agent_read) != 0) {
+		a->state = A_OPEN;
+		agent_drop(a, 0);
+		return;
+	}
+	if (opt.url[0].tls)
+		tls_start(a);
+	else
+		transport_open(a);
 }
 
 /* 127.<base>.x.y for agent idx: spreads connections over src_addrs source addresses. */
@@ -1690,19 +1875,22 @@ static void agents_status(struct out *o)
 		    (double)(G.msgs_recv - G.last_rate_msgs) * 1e6 / (double)(now - G.last_rate_us);
 	G.last_rate_us = now;
 	G.last_rate_msgs = G.msgs_recv;
-	out_printf(o,
-		   "{\"now_us\": %" PRId64 ", \"agents\": %" PRIu32 ", \"started\": %" PRIu32
-		   ", \"connecting\": %" PRIu32 ", \"ready\": %" PRIu32 ", \"ever_ready\": %" PRIu64
-		   ", \"reconnects\": %" PRIu64 ", \"disconnects\": %" PRIu64
-		   ", \"connect_failed\": %" PRIu64 ", \"unavailable\": %" PRIu64
-		   ", \"http_503\": %" PRIu64 ", \"http_other\": %" PRIu64
-		   ", \"ws_closes\": %" PRIu64 ", \"protocol_errors\": %" PRIu64
-		   ", \"msgs_sent\": %" PRIu64 ", \"msgs_recv\": %" PRIu64
-		   ", \"recv_per_s\": %.1f, \"last_ready_us\": %" PRId64 ", \"hashes\": [",
-		   wall_us(), opt.agents, G.started, G.connecting, G.ready_now, G.ever_ready,
-		   G.reconnects, G.disconnects, G.connect_failed, G.unavailable, G.http_503,
-		   G.http_other, G.ws_closes, G.protocol_errors, G.msgs_sent, G.msgs_recv,
-		   G.recv_rate, G.last_ready_us);
+	out_printf(
+	    o,
+	    "{\"now_us\": %" PRId64 ", \"agents\": %" PRIu32 ", \"started\": %" PRIu32
+	    ", \"connecting\": %" PRIu32 ", \"ready\": %" PRIu32 ", \"ever_ready\": %" PRIu64
+	    ", \"reconnects\": %" PRIu64 ", \"disconnects\": %" PRIu64
+	    ", \"connect_failed\": %" PRIu64 ", \"unavailable\": %" PRIu64
+	    ", \"http_503\": %" PRIu64 ", \"http_other\": %" PRIu64 ", \"ws_closes\": %" PRIu64
+	    ", \"protocol_errors\": %" PRIu64 ", \"msgs_sent\": %" PRIu64
+	    ", \"msgs_recv\": %" PRIu64 ", \"recv_per_s\": %.1f, \"last_ready_us\": %" PRId64,
+	    wall_us(), opt.agents, G.started, G.connecting, G.ready_now, G.ever_ready, G.reconnects,
+	    G.disconnects, G.connect_failed, G.unavailable, G.http_503, G.http_other, G.ws_closes,
+	    G.protocol_errors, G.msgs_sent, G.msgs_recv, G.recv_rate, G.last_ready_us);
+	if (opt.url[0].tls)
+		out_printf(o, ", \"tls_handshakes\": %" PRIu64 ", \"tls_failed\": %" PRIu64,
+			   G.tls_handshakes, G.tls_failed);
+	out_printf(o, ", \"hashes\": [");
 	for (int i = 0; i < G.n_slots; i++) {
 		char h[65];
 
@@ -1782,6 +1970,9 @@ static void agents_results(void)
 	out_printf(&o, "{\"mode\": \"agents\", \"transport\": \"%s\", \"flood\": %s%s%s, ",
 		   opt.url[0].ws ? "websocket" : "http", opt.flood ? "\"" : "",
 		   opt.flood ? opt.flood : "null", opt.flood ? "\"" : "");
+	if (opt.url[0].tls)
+		out_printf(&o, "\"tls\": \"TLSv1.3\", \"tls_verify\": %s, ",
+			   opt.ca != NULL ? "true" : "false");
 	out_printf(&o,
 		   "\"rate\": %.1f, \"src_addrs\": %" PRIu32 ", \"start_us\": %" PRId64
 		   ", \"end_us\": %" PRId64 ", \"first_start_us\": %" PRId64
@@ -1878,9 +2069,43 @@ static void check_fd_limit(uint32_t conns)
 		    (unsigned long long)(rl.rlim_cur - FD_RESERVE));
 }
 
+/* The client context every wss:// / https:// agent's connection is made from. */
+static void tls_init(void)
+{
+	tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (tls_ctx == NULL || SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) != 1)
+		die("cannot make a TLS 1.3 client context");
+	/* An idle connection keeps no record buffers; no session cache: every connection is a
+	 * full handshake, as a fleet of separate agents (opamp-go keeps no session cache). */
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	if (opt.ca != NULL) {
+		if (SSL_CTX_load_verify_locations(tls_ctx, opt.ca, NULL) != 1)
+			die("--ca %s: cannot load the CA certificates", opt.ca);
+		/* The certificate must name the address dialled (an IP address SAN). */
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(tls_ctx), opt.url[0].host) !=
+		    1)
+			die("%s: not an IP address", opt.url[0].host);
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+	} else {
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL); /* a benchmark, not an agent */
+	}
+	if (opt.cert != NULL) {
+		const char *key = opt.key != NULL ? opt.key : opt.cert;
+
+		if (SSL_CTX_use_certificate_chain_file(tls_ctx, opt.cert) != 1)
+			die("--cert %s: cannot load the certificate chain", opt.cert);
+		if (SSL_CTX_use_PrivateKey_file(tls_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(tls_ctx) != 1)
+			die("--key %s: cannot load the key, or it does not match --cert", key);
+	}
+}
+
 static void run_agents(void)
 {
 	check_fd_limit(opt.agents);
+	if (opt.url[0].tls)
+		tls_init();
 	build_shared();
 	ws_keys();
 	G.hps.on_header_field = on_hfield;
@@ -2291,7 +2516,8 @@ static void run_writes(void)
 static void usage(void)
 {
 	fputs(
-	    "usage: loadgen agents --url ws://IP:PORT/v1/opamp|http://IP:PORT/v1/opamp [options]\n"
+	    "usage: loadgen agents --url ws[s]://IP:PORT/v1/opamp|http[s]://IP:PORT/v1/opamp\n"
+	    "                      [options]\n"
 	    "       loadgen writes --url http://IP:PORT/api/v1/configs[,URL...] [options]\n"
 	    "\n"
 	    "agents options:\n"
@@ -2308,6 +2534,10 @@ static void usage(void)
 	    "  --uid-seed N          agents' instance_uids derive from it (default 1)\n"
 	    "  --flood heartbeat|status  send the next message as soon as one is answered\n"
 	    "  --raw                 include every agent's receipt times in the results\n"
+	    "  --ca FILE             wss://, https://: verify the server certificate against\n"
+	    "                        these CAs and the URL's IP (default: no verification)\n"
+	    "  --cert FILE           wss://, https://: present this client certificate chain\n"
+	    "  --key FILE            its private key (default: in --cert)\n"
 	    "writes options:\n"
 	    "  --target opampd|etcd  admin API config versions or etcd v3 gateway puts\n"
 	    "  --token T             admin bearer token (opampd)\n"
@@ -2385,6 +2615,12 @@ static void parse_args(int argc, char **argv)
 			opt.backoff_max_ms = num(n, v, 1, 3600000);
 		else if (strcmp(n, "fleet") == 0)
 			opt.fleet = v;
+		else if (strcmp(n, "ca") == 0)
+			opt.ca = v;
+		else if (strcmp(n, "cert") == 0)
+			opt.cert = v;
+		else if (strcmp(n, "key") == 0)
+			opt.key = v;
 		else if (strcmp(n, "uid-seed") == 0)
 			opt.uid_seed = num(n, v, 0, UINT32_MAX);
 		else if (strcmp(n, "flood") == 0) {
@@ -2428,8 +2664,14 @@ static void parse_args(int argc, char **argv)
 		die("--url is required");
 	if (opt.mode[0] == 'a' && opt.n_urls != 1)
 		die("agents: one --url");
-	if (opt.mode[0] == 'w' && opt.url[0].ws)
-		die("writes: http:// URLs");
+	if (opt.mode[0] == 'w')
+		for (int i = 0; i < opt.n_urls; i++)
+			if (opt.url[i].ws || opt.url[i].tls)
+				die("writes: http:// URLs");
+	if ((opt.ca != NULL || opt.cert != NULL || opt.key != NULL) && !opt.url[0].tls)
+		die("--ca, --cert and --key need a wss:// or https:// URL");
+	if (opt.key != NULL && opt.cert == NULL)
+		die("--key needs --cert");
 }
 
 int main(int argc, char **argv)
@@ -2470,6 +2712,7 @@ int main(int argc, char **argv)
 	free(W.lat_us);
 	free(W.ok_at_ms10);
 	free(W.body_tmpl);
+	SSL_CTX_free(tls_ctx);
 	uv_loop_close(G.loop);
 	return 0;
 }
