@@ -44,3 +44,18 @@ deb: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Chaos campaign (tests/chaos/README.md; needs root): NODES (3 or 5) real nodes in network
+# namespaces, CYCLES faults drawn from SEED (random and printed when not given), then the
+# checker. Report: tests/chaos/reports/<NODES>nodes-seed<SEED>.md. Replays with the same SEED.
+ifeq ($(origin SEED), undefined)
+SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+endif
+CYCLES ?= 200
+NODES ?= 3
+.PHONY: chaos
+chaos: build
+	python3 tests/chaos/chaos.py --opampd $(BUILD)/opampd/opampd \
+		--agent $(BUILD)/tests/chaos/chaos_agent --seed $(SEED) --cycles $(CYCLES) \
+		--nodes $(NODES) --slot m$(NODES) --workdir /tmp/opampd-chaos-$(NODES) \
+		--report tests/chaos/reports/$(NODES)nodes-seed$(SEED).md

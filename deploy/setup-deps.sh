@@ -8,6 +8,9 @@ PKGS="build-essential cmake pkg-config protobuf-c-compiler libprotobuf-c-dev
 libuv1-dev libssl-dev libsqlite3-dev libwslay-dev libhttp-parser-dev
 libjansson-dev libyaml-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev
 libraft-dev curl"
+# The chaos harness (tests/chaos): nft for partitions and packet loss, iptables for the NFQUEUE
+# rule of the delay fault, libfaketime for the clock jump, ip and tc for namespaces, slow link.
+PKGS="$PKGS nftables iptables libfaketime iproute2"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
