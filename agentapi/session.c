@@ -950,8 +950,15 @@ int opd_session_receive(struct opd_registry *r, struct opd_agent **bound, struct
 			opd_latency_record(&r->receipt_latency, now_ms - a->sent_at_ms);
 			a->awaiting_receipt = 0;
 		}
-		/* An explicit report of another hash asks for the desired config again. */
-		if (!hash_eq(&a->rc_hash, &a->desired_hash))
+		/*
+		 * An explicit report of another hash asks for the desired config
+		 * again; not over WebSocket while a pushed config awaits its first
+		 * report: the stream is ordered, so that report was written before
+		 * the agent read the push (after a catch-up, a backlog of them would
+		 * resend the newest config once per stale report).
+		 */
+		if (!hash_eq(&a->rc_hash, &a->desired_hash) &&
+		    !(t == OPD_TRANSPORT_WS && a->awaiting_receipt))
 			a->sent_hash.len = 0;
 	}
 	/*

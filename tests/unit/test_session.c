@@ -525,6 +525,52 @@ static void test_failed_not_resent(void **state)
 	assert_null(a->rc_error);
 }
 
+/*
+ * A follower catching up pushes every version it applies; the agent's reports
+ * about the older ones arrive after the newest was pushed. Over WebSocket they
+ * are stale (written before the agent read the push): nothing is resent.
+ */
+static void test_stale_reports_do_not_resend(void **state)
+{
+	struct fx *x = *state;
+	struct msg b;
+	struct opd_buf out;
+	opd_s2a *s;
+	struct opd_agent *a;
+	uint8_t old_hash[32];
+	uint64_t seq = 0;
+
+	opd_buf_init(&out);
+	msg_init(&b, UID1, 16, seq++, C_STATUS | C_ACCEPTS_RC | C_REPORTS_RC | C_HEARTBEAT);
+	msg_desc(&b);
+	msg_rcs(&b, x->f.hash, 32, S_APPLIED, NULL);
+	s2a_free(send_ws(x, &b));
+	a = agent(x, UID1);
+	memcpy(old_hash, x->f.hash, 32);
+	set_config(x, 0xd8, "exporters: {debug: {verbosity: basic}}\n");
+	opd_registry_configs_changed(&x->r);
+	assert_int_equal(opd_session_push(&x->r, a, x->now, &out), 1);
+	for (int i = 0; i < 5; i++) {
+		msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+		msg_rcs(&b, old_hash, 32, S_APPLIED, NULL);
+		s = send_ws(x, &b);
+		assert_null(s->remote_config);
+		s2a_free(s);
+	}
+	/* The report about the pushed config ends the wait; then an old hash asks again. */
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	msg_rcs(&b, x->f.hash, 32, S_APPLIED, NULL);
+	s = send_ws(x, &b);
+	assert_null(s->remote_config);
+	s2a_free(s);
+	msg_init(&b, UID1, 16, seq++, b.m.capabilities);
+	msg_rcs(&b, old_hash, 32, S_APPLIED, NULL);
+	s = send_ws(x, &b);
+	assert_non_null(s->remote_config);
+	s2a_free(s);
+	opd_buf_fini(&out);
+}
+
 static void test_push_new_version(void **state)
 {
 	struct fx *x = *state;
@@ -1584,6 +1630,7 @@ int main(void)
 	    T(test_remote_config_lifecycle),
 	    T(test_failed_not_resent),
 	    T(test_push_new_version),
+	    T(test_stale_reports_do_not_resend),
 	    T(test_push_http_agent),
 	    T(test_http_lost_reply_resent),
 	    T(test_no_accepts_remote_config),
