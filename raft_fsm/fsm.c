@@ -454,8 +454,10 @@ audit:
 	 * change, say) must get a fresh chance instead of the same refusal.
 	 */
 	if (dedupe && res->status == OPD_APPLY_OK) {
-		rec = (struct opd_request_record){
-		    .op = res->op, .version = res->version, .status = (int)res->status};
+		rec = (struct opd_request_record){.ts_ms = cmd->hlc_wall_ms,
+						  .op = res->op,
+						  .version = res->version,
+						  .status = (int)res->status};
 		snprintf(rec.name, sizeof rec.name, "%s", res->name);
 		if (opd_store_put_request(f->store, cmd->request_id.data, cmd->request_id.len,
 					  &rec) != 0)

@@ -1117,11 +1117,16 @@ int opd_store_put_request(struct opd_store *st, const uint8_t *id, size_t len,
 		return OPD_ECONFLICT;
 	if (rc != OPD_ENOTFOUND)
 		return rc;
-	return run(st,
-		   "INSERT INTO requests (request_id, op, name, version, status) "
-		   "VALUES (?, ?, ?, ?, ?)",
-		   "bitui", (const void *)id, len, (int64_t)rec->op, rec->name, rec->version,
-		   (int64_t)rec->status);
+	rc = run(st,
+		 "INSERT INTO requests (request_id, op, name, version, status, ts_ms) "
+		 "VALUES (?, ?, ?, ?, ?, ?)",
+		 "bituiu", (const void *)id, len, (int64_t)rec->op, rec->name, rec->version,
+		 (int64_t)rec->status, rec->ts_ms);
+	if (rc != 0 || rec->ts_ms <= OPD_STORE_REQUEST_TTL_MS)
+		return rc;
+	/* The table stays a day of writes long: the index makes this one range delete. */
+	return run(st, "DELETE FROM requests WHERE ts_ms < ?", "u",
+		   rec->ts_ms - OPD_STORE_REQUEST_TTL_MS);
 }
 
 int opd_store_set_member(struct opd_store *st, uint64_t id, const char *raft_address,

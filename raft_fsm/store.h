@@ -227,7 +227,11 @@ int opd_store_foreach_signing_key(struct opd_store *st,
 /* Idempotency records: the first outcome of a command carrying request_id. */
 #define OPD_STORE_REQUEST_ID_MAX 64
 
+/* How long a request id is remembered (idempotent retries), by the commands' clock. */
+#define OPD_STORE_REQUEST_TTL_MS (24ull * 3600 * 1000)
+
 struct opd_request_record {
+	uint64_t ts_ms;   /* the command's HLC wall time: the row expires a TTL after it */
 	int op;           /* the command's op case */
 	char name[129];   /* the configuration (or key id) it named, truncated */
 	uint64_t version; /* the version it produced, or 0 */
@@ -237,7 +241,11 @@ struct opd_request_record {
 /* 0 with *out filled, OPD_ENOTFOUND, OPD_EINVAL (id empty or too long), OPD_ESTORE. */
 int opd_store_get_request(struct opd_store *st, const uint8_t *id, size_t len,
 			  struct opd_request_record *out);
-/* Record the outcome of id (once: a second record is OPD_ECONFLICT). 0, OPD_EINVAL, OPD_ESTORE. */
+/*
+ * Record the outcome of id (once: a second record is OPD_ECONFLICT), and
+ * forget the records more than OPD_STORE_REQUEST_TTL_MS older than rec->ts_ms.
+ * 0, OPD_EINVAL, OPD_ESTORE.
+ */
 int opd_store_put_request(struct opd_store *st, const uint8_t *id, size_t len,
 			  const struct opd_request_record *rec) __attribute__((warn_unused_result));
 

@@ -334,7 +334,7 @@ static void test_dump_identical(void **state)
 	assert_string_equal((const char *)opd_buf_rptr(&da), (const char *)opd_buf_rptr(&db));
 	/* Every table is there, with hex blobs and escaped text. */
 	const char *text = (const char *)opd_buf_rptr(&da);
-	assert_non_null(strstr(text, "user_version 3\n"));
+	assert_non_null(strstr(text, "user_version 4\n"));
 	assert_non_null(strstr(text, "table config_version_selectors\n"));
 	assert_non_null(strstr(text, "table members\n"));
 	assert_non_null(strstr(text, "table requests\n"));
@@ -678,7 +678,7 @@ static void test_signing_keys(void **state)
 static void test_requests(void **state)
 {
 	struct opd_store *st = *state;
-	struct opd_request_record rec = {.op = 10, .version = 3, .status = 2}, got;
+	struct opd_request_record rec = {.ts_ms = 1000, .op = 10, .version = 3, .status = 2}, got;
 	uint8_t id[16], other[16], big[OPD_STORE_REQUEST_ID_MAX + 1];
 
 	memset(id, 1, sizeof id);
@@ -697,6 +697,16 @@ static void test_requests(void **state)
 	assert_string_equal(got.name, "cfg");
 	assert_int_equal(opd_store_get_request(st, other, sizeof other, &got), OPD_ENOTFOUND);
 	assert_int_equal(opd_store_get_request(st, id, 15, &got), OPD_ENOTFOUND);
+
+	/* A day of writes later the first record is forgotten, by the commands' clock. */
+	rec.ts_ms = 1000 + OPD_STORE_REQUEST_TTL_MS;
+	assert_int_equal(opd_store_put_request(st, other, sizeof other, &rec), 0);
+	assert_int_equal(opd_store_get_request(st, id, sizeof id, &got), 0); /* exactly a day */
+	rec.ts_ms = 5000 + OPD_STORE_REQUEST_TTL_MS;
+	memset(other, 4, sizeof other);
+	assert_int_equal(opd_store_put_request(st, other, sizeof other, &rec), 0);
+	assert_int_equal(opd_store_get_request(st, id, sizeof id, &got), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_get_request(st, other, sizeof other, &got), 0);
 }
 
 static int collect_member(void *data, const struct opd_member *m)
