@@ -356,13 +356,38 @@ static size_t collect_dirty(struct opd_agentdb *adb, struct opd_registry *r)
 	return n;
 }
 
-int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r)
+static void reverse(struct opd_agent **v, size_t n)
+{
+	for (size_t i = 0; i < n / 2; i++) {
+		struct opd_agent *t = v[i];
+		v[i] = v[n - 1 - i];
+		v[n - 1 - i] = t;
+	}
+}
+
+/* v[k..n) then v[0..k), in place. */
+static void rotate(struct opd_agent **v, size_t n, size_t k)
+{
+	reverse(v, k);
+	reverse(v + k, n - k);
+	reverse(v, n);
+}
+
+int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r, size_t max)
 {
 	size_t n = collect_dirty(adb, r);
 
 	/* Nothing changed: no transaction either. */
 	if (n == 0)
 		return 0;
+	if (max != 0 && n > max) {
+		/* This turn's share: max agents from where the last one stopped, wrapping. */
+		size_t from = adb->next_turn % n;
+
+		rotate(adb->batch, n, from);
+		adb->next_turn = from + max;
+		n = max;
+	}
 	/* Forget agents long gone (removed, re-keyed): they are re-learnt with one full write. */
 	if (adb->seen_n > 2 * r->n_agents + 1024)
 		seen_clear(adb);

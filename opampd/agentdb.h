@@ -36,6 +36,7 @@ struct opd_agentdb {
 	/* The dirty agents of the flush under way, kept for the next one. */
 	struct opd_agent **batch;
 	size_t batch_cap;
+	size_t next_turn; /* where the next capped flush starts among the dirty agents */
 };
 
 /* Open or create the database at path. 0 or OPD_ESTORE (errmsg set; close is still safe). */
@@ -45,9 +46,18 @@ void opd_agentdb_close(struct opd_agentdb *adb);
 /* Load every stored agent into r, disconnected. Returns the number loaded or OPD_ESTORE. */
 int opd_agentdb_load(struct opd_agentdb *adb, struct opd_registry *r);
 
-/* Write all dirty agents in one transaction and clear their dirty flag. Returns the count or
- * OPD_ESTORE. An agent whose attributes are as last written gets only its other columns
- * updated. */
-int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r);
+/* Dirty agents one periodic flush writes at most: after a reconnect storm of the whole fleet
+ * the writes are spread over several ticks instead of holding the loop for one long
+ * transaction (the admin API and the agents wait behind it). */
+#define OPD_AGENTDB_FLUSH_MAX 2048
+
+/*
+ * Write dirty agents in one transaction and clear their dirty flag: all of
+ * them (max 0), or at most max, taken in turn from where the last capped
+ * flush stopped so that none waits forever. Returns the count or OPD_ESTORE.
+ * An agent whose attributes are as last written gets only its other columns
+ * updated.
+ */
+int opd_agentdb_flush(struct opd_agentdb *adb, struct opd_registry *r, size_t max);
 
 #endif

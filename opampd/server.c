@@ -566,9 +566,10 @@ static void on_admin_ws(void *data, struct opd_conn *c, const uint8_t *p, size_t
 	opd_conn_ws_close(c, 1003, "no WebSocket on the admin port");
 }
 
-static void flush_agents(struct opd_server *s)
+/* max: agents written at most (0: every dirty one, at shutdown). */
+static void flush_agents(struct opd_server *s, size_t max)
 {
-	int n = opd_agentdb_flush(&s->agentdb, &s->registry);
+	int n = opd_agentdb_flush(&s->agentdb, &s->registry, max);
 
 	if (n < 0)
 		log_error("%s", s->agentdb.errmsg);
@@ -581,7 +582,7 @@ static void on_tick(uv_timer_t *t)
 	struct opd_server *s = t->data;
 
 	opd_registry_sweep(&s->registry, opd_clock_now(&opd_clock_system));
-	flush_agents(s);
+	flush_agents(s, OPD_AGENTDB_FLUSH_MAX);
 	/* A new leader registers the fleet CA, and says so when it cannot sign. */
 	opd_certs_tick(&s->certs);
 	opd_cert_offers_tick(&s->offers);
@@ -1109,7 +1110,7 @@ int opd_server_run(struct opd_server *s)
 {
 	uv_run(&s->loop, UV_RUN_DEFAULT);
 	/* Everything is closed: persist the last reports, release the rest. */
-	flush_agents(s);
+	flush_agents(s, 0);
 	opd_agentdb_close(&s->agentdb);
 	opd_admin_fini(&s->admin);
 	opd_registry_fini(&s->registry);

@@ -69,10 +69,10 @@ static void test_flush_and_load_round_trip(void **state)
 	a->dirty = 1;
 
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
-	assert_int_equal(opd_agentdb_flush(&db, &r1), 1);
+	assert_int_equal(opd_agentdb_flush(&db, &r1, 0), 1);
 	assert_int_equal(a->dirty, 0);
 	/* Nothing dirty: nothing written. */
-	assert_int_equal(opd_agentdb_flush(&db, &r1), 0);
+	assert_int_equal(opd_agentdb_flush(&db, &r1, 0), 0);
 	opd_agentdb_close(&db);
 
 	registry_new(&r2);

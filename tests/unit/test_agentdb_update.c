@@ -108,7 +108,7 @@ static void test_only_changed_columns(void **state)
 	assert_int_equal(opd_agentdb_open(&db, ":memory:"), 0);
 	a = agent(&r, 1);
 	a->last_seq = 5;
-	assert_int_equal(opd_agentdb_flush(&db, &r), 1);
+	assert_int_equal(opd_agentdb_flush(&db, &r, 0), 1);
 	row(&db, a, ident, sizeof ident, &seq);
 	assert_string_equal(ident, "{\"service.name\":\"svc-1\"}");
 	assert_int_equal(seq, 5);
@@ -117,7 +117,7 @@ static void test_only_changed_columns(void **state)
 	sql(&db, mark_sql, a);
 	a->last_seq = 6;
 	a->dirty = 1;
-	assert_int_equal(opd_agentdb_flush(&db, &r), 1);
+	assert_int_equal(opd_agentdb_flush(&db, &r, 0), 1);
 	row(&db, a, ident, sizeof ident, &seq);
 	assert_string_equal(ident, "{\"marker\":\"1\"}");
 	assert_int_equal(seq, 6);
@@ -126,7 +126,7 @@ static void test_only_changed_columns(void **state)
 	opd_kvs_add(&a->ident, "service.version", "2");
 	a->last_seq = 7;
 	a->dirty = 1;
-	assert_int_equal(opd_agentdb_flush(&db, &r), 1);
+	assert_int_equal(opd_agentdb_flush(&db, &r, 0), 1);
 	row(&db, a, ident, sizeof ident, &seq);
 	assert_string_equal(ident, "{\"service.name\":\"svc-1\",\"service.version\":\"2\"}");
 	assert_int_equal(seq, 7);
@@ -135,7 +135,7 @@ static void test_only_changed_columns(void **state)
 	sql(&db, "DELETE FROM agents WHERE uid = ?", a);
 	a->last_seq = 8;
 	a->dirty = 1;
-	assert_int_equal(opd_agentdb_flush(&db, &r), 1);
+	assert_int_equal(opd_agentdb_flush(&db, &r, 0), 1);
 	row(&db, a, ident, sizeof ident, &seq);
 	assert_string_equal(ident, "{\"service.name\":\"svc-1\",\"service.version\":\"2\"}");
 	assert_int_equal(seq, 8);
@@ -161,7 +161,7 @@ static void test_loaded_and_many(void **state)
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
 	for (unsigned i = 0; i < n; i++)
 		agent(&r1, i)->last_seq = i;
-	assert_int_equal(opd_agentdb_flush(&db, &r1), (int)n);
+	assert_int_equal(opd_agentdb_flush(&db, &r1, 0), (int)n);
 	opd_agentdb_close(&db);
 	opd_registry_fini(&r1);
 
@@ -176,7 +176,7 @@ static void test_loaded_and_many(void **state)
 		if (i % 3 == 0)
 			opd_kvs_add(&a->nonident, "host.name", "h");
 	}
-	assert_int_equal(opd_agentdb_flush(&db, &r2), (int)n);
+	assert_int_equal(opd_agentdb_flush(&db, &r2, 0), (int)n);
 	for (unsigned i = 0; i < n; i++) {
 		a = agent(&r2, i);
 		row(&db, a, ident, sizeof ident, &seq);
@@ -194,10 +194,68 @@ static void test_loaded_and_many(void **state)
 	rmdir(dir);
 }
 
+/* Agent i without marking it dirty. */
+static struct opd_agent *peek(struct opd_registry *r, unsigned i)
+{
+	uint8_t uid[OPD_UID_LEN] = {0};
+	struct opd_agent *a;
+
+	memcpy(uid, &i, sizeof i);
+	a = opd_registry_find(r, uid);
+	assert_non_null(a);
+	return a;
+}
+
+/*
+ * A capped flush writes at most max agents, taking turns: even when the first
+ * agents are dirty again at every flush, the others are written within
+ * ceil(n / max) flushes.
+ */
+static void test_capped_flush_takes_turns(void **state)
+{
+	char dir[] = "/tmp/opd-agentdb-cap-XXXXXX", path[256];
+	struct opd_agentdb db;
+	struct opd_registry r;
+	const unsigned n = 10, max = 4;
+	unsigned clean_after[10] = {0};
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/agents.db", dir);
+	registry_new(&r);
+	assert_int_equal(opd_agentdb_open(&db, path), 0);
+	for (unsigned i = 0; i < n; i++)
+		agent(&r, i)->dirty = 1;
+	/* 10 dirty: 4, then 4 of the 8 left, then the last 2 with the two busy ones. */
+	for (unsigned round = 1; round <= 3; round++) {
+		assert_int_equal(opd_agentdb_flush(&db, &r, max), (int)max);
+		for (unsigned i = 0; i < n; i++)
+			if (!peek(&r, i)->dirty && clean_after[i] == 0)
+				clean_after[i] = round;
+		/* The two first agents report all the time. */
+		peek(&r, 0)->dirty = 1;
+		peek(&r, 1)->dirty = 1;
+	}
+	for (unsigned i = 2; i < n; i++)
+		assert_true(clean_after[i] >= 1 && clean_after[i] <= 3);
+	assert_int_equal(opd_agentdb_flush(&db, &r, 0), 2); /* the rest at once (shutdown) */
+	for (unsigned i = 0; i < n; i++)
+		assert_false(peek(&r, i)->dirty);
+	opd_agentdb_close(&db);
+	opd_registry_fini(&r);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/agents.db-wal", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/agents.db-shm", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_only_changed_columns),
+	    cmocka_unit_test(test_capped_flush_takes_turns),
 	    cmocka_unit_test(test_loaded_and_many),
 	};
 
