@@ -38,6 +38,7 @@ struct opd_cluster {
 	char key_path[320];
 	char voters[OPD_CLUSTER_MAX][160];
 	const char *extra[24]; /* the caller's extra arguments (NULL-terminated, not copied) */
+	int port_clash;        /* the last start failed on a port taken meanwhile */
 	struct opd_cluster_node nodes[OPD_CLUSTER_MAX];
 };
 

@@ -200,7 +200,6 @@ int opd_test_free_port(void)
 	return opd_test_free_ports(&port, 1) == 0 ? port : -1;
 }
 
-
 /*
  * Every single-node daemon gets its own raft port (tests run in parallel),
  * kept in d so a restart comes back on the address raft recorded.
@@ -214,7 +213,8 @@ static const char *const *with_raft(struct opd_daemon *d, const char *const *ext
 		if (strcmp(extra[i], "--raft-listen") == 0)
 			return extra;
 	if (d->raft_listen[0] == '\0')
-		snprintf(d->raft_listen, sizeof(d->raft_listen), "127.0.0.1:%d", opd_test_free_port());
+		snprintf(d->raft_listen, sizeof(d->raft_listen), "127.0.0.1:%d",
+			 opd_test_free_port());
 	args[n++] = "--raft-listen";
 	args[n++] = d->raft_listen;
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
@@ -223,7 +223,21 @@ static const char *const *with_raft(struct opd_daemon *d, const char *const *ext
 	return args;
 }
 
-int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra)
+int opd_daemon_port_clash(const struct opd_daemon *d)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f;
+
+	if (d->log_path[0] == '\0' || (f = fopen(d->log_path, "rb")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, "address already in use") != NULL;
+}
+
+static int start_single_once(struct opd_daemon *d, const char *const *extra, int *clash)
 {
 	const char *args[64];
 
@@ -237,10 +251,27 @@ int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra)
 		return -1;
 	}
 	if (opd_daemon_spawn(d, extra) != 0) {
+		*clash = opd_daemon_port_clash(d);
 		opd_daemon_stop(d);
 		return -1;
 	}
 	return 0;
+}
+
+int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra)
+{
+	int clash = 0;
+
+	/* A port picked free can be taken by another test before the daemon binds it. */
+	for (int attempt = 0; attempt < OPD_TEST_PORT_TRIES; attempt++) {
+		clash = 0;
+		if (start_single_once(d, extra, &clash) == 0)
+			return 0;
+		if (!clash)
+			return -1;
+		fprintf(stderr, "daemon: a port was taken meanwhile: starting again\n");
+	}
+	return -1;
 }
 
 int opd_daemon_spawn(struct opd_daemon *d, const char *const *extra)

@@ -53,7 +53,14 @@ void opd_test_pause_ms(unsigned ms);
  */
 int opd_daemon_start(struct opd_daemon *d, const char *const *extra);
 
-/* opd_daemon_start without cluster mode (the cluster library starts its nodes with it). */
+/* Start attempts when a port picked free was taken by another process before the bind. */
+#define OPD_TEST_PORT_TRIES 3
+
+/* 1 when the daemon's log says a listen address was already in use. */
+int opd_daemon_port_clash(const struct opd_daemon *d);
+
+/* opd_daemon_start without cluster mode (the cluster library starts its nodes with it);
+ * started again on fresh ports when one was taken meanwhile. */
 int opd_daemon_start_single(struct opd_daemon *d, const char *const *extra);
 
 /*
