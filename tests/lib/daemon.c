@@ -164,29 +164,62 @@ int opd_daemon_start(struct opd_daemon *d, const char *const *extra)
  * kernel cannot hand out the same port twice. Another process may still take one before the
  * node binds it; the node then fails to start and the test says so.
  */
+/*
+ * Ports are drawn below the kernel's ephemeral range (32768 and up by default):
+ * a port the kernel picked itself (a client's source port, a listener on port
+ * 0) can then never be the one a daemon is about to bind, or come back to after
+ * a restart. Each candidate is bound to check it is free; all are held until
+ * every one is picked, so none is handed out twice.
+ */
+#define PORT_LOW 20000
+#define PORT_HIGH 32767
+#define PORT_TRIES 500
+
+static unsigned port_seed(void)
+{
+	unsigned seed = (unsigned)getpid() ^ (unsigned)opd_test_now_ms();
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (read(fd, &seed, sizeof(seed)) != (ssize_t)sizeof(seed))
+			seed ^= (unsigned)time(NULL);
+		close(fd);
+	}
+	return seed;
+}
+
 int opd_test_free_ports(int *ports, int n)
 {
+	static unsigned seed;
 	int fds[OPD_TEST_MAX_PORTS];
-	int rc = 0, i;
+	int rc = 0, i, tries = 0;
 
 	if (n > OPD_TEST_MAX_PORTS)
 		return -1;
-
-	for (i = 0; i < n; i++) {
+	if (seed == 0)
+		seed = port_seed() | 1;
+	for (i = 0; i < n && rc == 0;) {
 		struct sockaddr_in sa = {.sin_family = AF_INET};
-		socklen_t len = sizeof(sa);
+		int port = PORT_LOW + (int)(rand_r(&seed) % (PORT_HIGH - PORT_LOW + 1));
 
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sa.sin_port = htons((uint16_t)port);
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
+		if (fds[i] < 0) {
 			fprintf(stderr, "free port: %s\n", strerror(errno));
-			if (fds[i] >= 0)
-				close(fds[i]);
 			rc = -1;
 			break;
 		}
-		ports[i] = ntohs(sa.sin_port);
+		if (bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			ports[i++] = port;
+			continue;
+		}
+		close(fds[i]);
+		if (++tries == PORT_TRIES) {
+			fprintf(stderr, "free port: none free in %d..%d after %d tries\n", PORT_LOW,
+				PORT_HIGH, PORT_TRIES);
+			rc = -1;
+		}
 	}
 	while (i-- > 0)
 		close(fds[i]);
