@@ -296,13 +296,25 @@ static void cert_call_done(void *data, const struct opd_cert_result *r)
 }
 
 /* An optional JSON object body: NULL with resp untouched when empty, or on error (resp set). */
+/*
+ * The JSON object body of a write that may have none (NULL), holding only the
+ * keys allowed (NULL-terminated); *bad set when it was refused (resp filled).
+ */
 static json_t *optional_body(const struct opd_http_request *req, struct opd_admin_response *resp,
-			     bool *bad)
+			     const char *const *allowed, bool *bad)
 {
+	json_t *root;
+	const char *k;
+
 	*bad = false;
 	if (req->body_len == 0)
 		return NULL;
-	json_t *root = opd_admin__parse_body(req, resp);
+	root = opd_admin__parse_body(req, resp);
+	if (root != NULL && (k = opd_admin__unknown_key(root, allowed)) != NULL) {
+		opd_admin__reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
+		json_decref(root);
+		root = NULL;
+	}
 	*bad = root == NULL;
 	return root;
 }
@@ -324,7 +336,7 @@ static int cert_revoke(struct opd_admin *a, const char *text, const struct opd_h
 {
 	static const char *const keys[] = {"reason", NULL};
 	uint8_t id[OPD_REQUEST_ID_LEN];
-	const char *reason = NULL, *k;
+	const char *reason = NULL;
 	struct admin_call *c;
 	uint64_t serial;
 	json_t *root;
@@ -338,14 +350,9 @@ static int cert_revoke(struct opd_admin *a, const char *text, const struct opd_h
 	}
 	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
-	root = optional_body(req, resp, &bad);
+	root = optional_body(req, resp, keys, &bad);
 	if (bad)
 		return 0;
-	if (root != NULL && (k = opd_admin__unknown_key(root, keys)) != NULL) {
-		opd_admin__reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
 	reason = root != NULL ? opt_string(root, "reason", &bad) : NULL;
 	if (bad) {
 		opd_admin__reply_error(resp, 400, "invalid_argument",
@@ -432,7 +439,7 @@ static int ca_rotate(struct opd_admin *a, const struct opd_http_request *req, vo
 {
 	static const char *const keys[] = {"cert_file", "key_file", NULL};
 	uint8_t id[OPD_REQUEST_ID_LEN];
-	const char *cert = NULL, *key = NULL, *k;
+	const char *cert = NULL, *key = NULL;
 	struct admin_call *c;
 	json_t *root;
 	bool bad;
@@ -440,14 +447,9 @@ static int ca_rotate(struct opd_admin *a, const struct opd_http_request *req, vo
 
 	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
-	root = optional_body(req, resp, &bad);
+	root = optional_body(req, resp, keys, &bad);
 	if (bad)
 		return 0;
-	if (root != NULL && (k = opd_admin__unknown_key(root, keys)) != NULL) {
-		opd_admin__reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
 	if (root != NULL) {
 		cert = opt_string(root, "cert_file", &bad);
 		key = opt_string(root, "key_file", &bad);
@@ -731,14 +733,9 @@ static int rotation_start(struct opd_admin *a, const struct opd_http_request *re
 
 	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
-	root = optional_body(req, resp, &bad);
+	root = optional_body(req, resp, keys, &bad);
 	if (bad)
 		return 0;
-	if (root != NULL && (k = opd_admin__unknown_key(root, keys)) != NULL) {
-		opd_admin__reply_error(resp, 400, "invalid_argument", "unknown field \"%s\"", k);
-		json_decref(root);
-		return 0;
-	}
 	c = opd_admin__call_new(a, conn, CALL_ROTATION, "", resp);
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	sel = root != NULL ? json_object_get(root, "selector") : NULL;

@@ -306,6 +306,26 @@ static json_t *agent_cert(const struct fx *f, const char *uid_hex)
 	return c;
 }
 
+/*
+ * The agent presents its offered certificate: in use (as of the next tick of
+ * the offers, at most 3 s) and the offer applied.
+ */
+static void expect_in_use(const struct fx *f, const char *uid_hex)
+{
+	json_t *c = agent_cert(f, uid_hex);
+
+	for (uint64_t end = opd_test_now_ms() + 3000;
+	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
+		opd_test_pause_ms(100);
+		json_decref(c);
+		c = agent_cert(f, uid_hex);
+	}
+	assert_true(json_is_true(json_object_get(c, "in_use")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
+	json_decref(c);
+}
+
 /* openssl verify accepts the PEM file as a client certificate of the CAs in bundle_path. */
 static int openssl_verify(const char *bundle_path, const char *cert_path)
 {
@@ -334,7 +354,7 @@ static void server_generated_then_mtls(void **state)
 	struct fx *f = start("optional", more);
 	struct ragent r;
 	char bundle[320], path[320];
-	json_t *c, *list;
+	json_t *list;
 	uint64_t end;
 	int got = 0;
 	struct stat st;
@@ -361,19 +381,8 @@ static void server_generated_then_mtls(void **state)
 			heartbeat(&r.ta);
 	}
 	assert_true(got);
-	/* Reconnected with mTLS: the certificate is in use (as of the next tick), the offer
-	 * applied. */
-	c = agent_cert(f, r.ta.uid_hex);
-	for (end = opd_test_now_ms() + 3000;
-	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
-		opd_test_pause_ms(100);
-		json_decref(c);
-		c = agent_cert(f, r.ta.uid_hex);
-	}
-	assert_true(json_is_true(json_object_get(c, "in_use")));
-	assert_string_equal(
-	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
-	json_decref(c);
+	/* Reconnected with mTLS. */
+	expect_in_use(f, r.ta.uid_hex);
 	snprintf(path, sizeof path, "/api/v1/certificates?agent=%s", r.ta.uid_hex);
 	list = api_get(f, path);
 	assert_int_equal(json_array_size(json_object_get(list, "certificates")), 1);
@@ -836,7 +845,6 @@ static void csr_flow_then_mtls(void **state)
 	struct opd_ta_msg b;
 	char cert[320], key[320], bundle[320];
 	char *csr;
-	json_t *c;
 
 	(void)state;
 	ragent_init(&r, f, "csr-over-tls", 0);
@@ -867,17 +875,7 @@ static void csr_flow_then_mtls(void **state)
 	/* Reconnect with mTLS, the new certificate and the agent's own key. */
 	ragent_use(&r, cert, key);
 	assert_int_equal(ragent_connect(&r), 0);
-	c = agent_cert(f, r.ta.uid_hex);
-	for (uint64_t end = opd_test_now_ms() + 3000;
-	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
-		opd_test_pause_ms(100);
-		json_decref(c);
-		c = agent_cert(f, r.ta.uid_hex);
-	}
-	assert_true(json_is_true(json_object_get(c, "in_use")));
-	assert_string_equal(
-	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
-	json_decref(c);
+	expect_in_use(f, r.ta.uid_hex);
 	free(csr);
 	opd_ta_fini(&r.ta);
 	stop(f);
@@ -893,7 +891,6 @@ static void http_agent_offer_on_poll(void **state)
 	const Opamp__Proto__V1__TLSCertificate *tc = NULL;
 	Opamp__Proto__V1__ServerToAgent *s = NULL;
 	char cert[320], key[320];
-	json_t *c;
 
 	(void)state;
 	ragent_init(&r, f, "http-enrolled", 0);
@@ -926,17 +923,7 @@ static void http_agent_offer_on_poll(void **state)
 	assert_non_null(s);
 	assert_null(offered_cert(s)); /* not offered again */
 	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
-	c = agent_cert(f, r.ta.uid_hex);
-	for (uint64_t end = opd_test_now_ms() + 3000;
-	     !json_is_true(json_object_get(c, "in_use")) && opd_test_now_ms() < end;) {
-		opd_test_pause_ms(100);
-		json_decref(c);
-		c = agent_cert(f, r.ta.uid_hex);
-	}
-	assert_true(json_is_true(json_object_get(c, "in_use")));
-	assert_string_equal(
-	    json_string_value(json_object_get(json_object_get(c, "offer"), "state")), "applied");
-	json_decref(c);
+	expect_in_use(f, r.ta.uid_hex);
 	opd_ta_fini(&r.ta);
 	stop(f);
 }

@@ -270,6 +270,30 @@ static void test_csr_weak_key_refused(void **state)
 }
 
 /*
+ * A 3-node cluster whose voters share a fleet CA made with the openssl CLI;
+ * *d describes node 2 (usually a follower), *view lists certificates through it.
+ */
+static void start_cluster_with_ca(struct fx *f, struct opd_daemon *d, struct fx *view)
+{
+	char cmd[2048], ca[512], key[512];
+	const char *extra[] = {"--ca-cert", ca, "--ca-key", key, NULL};
+
+	snprintf(ca, sizeof ca, "%s/fleet-ca.pem", f->dir);
+	snprintf(key, sizeof key, "%s/fleet-ca.key", f->dir);
+	snprintf(cmd, sizeof cmd,
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
+		 "-out %s -subj /CN=fleet-test -days 30 -addext basicConstraints=critical,CA:TRUE "
+		 "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null && chmod 600 %s",
+		 key, ca, key);
+	assert_int_equal(system(cmd), 0);
+	setenv("OPD_TEST_CLUSTER", "3", 1);
+	assert_int_equal(opd_daemon_start(d, extra), 0);
+	unsetenv("OPD_TEST_CLUSTER");
+	view->d = *d;
+	snprintf(view->dir, sizeof view->dir, "%s", f->dir);
+}
+
+/*
  * A three-node cluster sharing one fleet CA: node 2 (usually a follower)
  * relays the CSR to the leader's /internal/v1/csr and the agent gets the
  * leader's certificate; every node lists it.
@@ -281,23 +305,9 @@ static void test_csr_cluster_follower(void **state)
 	struct fx view = {0};
 	struct opd_ta a;
 	Opamp__Proto__V1__ServerToAgent *s;
-	char cmd[2048], ca[512], key[512];
-	const char *extra[] = {"--ca-cert", ca, "--ca-key", key, NULL};
 	char *csr;
 
-	snprintf(ca, sizeof ca, "%s/fleet-ca.pem", f->dir);
-	snprintf(key, sizeof key, "%s/fleet-ca.key", f->dir);
-	snprintf(cmd, sizeof cmd,
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
-		 "-out %s -subj /CN=fleet-test -days 30 -addext basicConstraints=critical,CA:TRUE "
-		 "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null && chmod 600 %s",
-		 key, ca, key);
-	assert_int_equal(system(cmd), 0);
-	setenv("OPD_TEST_CLUSTER", "3", 1);
-	assert_int_equal(opd_daemon_start(&d, extra), 0);
-	unsetenv("OPD_TEST_CLUSTER");
-	view.d = d;
-	snprintf(view.dir, sizeof view.dir, "%s", f->dir);
+	start_cluster_with_ca(f, &d, &view);
 
 	opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
 	assert_int_equal(opd_ta_ws_connect(&a), 0);
@@ -331,25 +341,11 @@ static void test_csr_no_quorum_unavailable(void **state)
 	struct fx view = {0};
 	struct opd_ta a;
 	Opamp__Proto__V1__ServerToAgent *s;
-	char cmd[2048], ca[512], key[512];
-	const char *extra[] = {"--ca-cert", ca, "--ca-key", key, NULL};
 	char *csr;
 	uint64_t t0;
 	int read_only = 0;
 
-	snprintf(ca, sizeof ca, "%s/fleet-ca.pem", f->dir);
-	snprintf(key, sizeof key, "%s/fleet-ca.key", f->dir);
-	snprintf(cmd, sizeof cmd,
-		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
-		 "-out %s -subj /CN=fleet-test -days 30 -addext basicConstraints=critical,CA:TRUE "
-		 "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null && chmod 600 %s",
-		 key, ca, key);
-	assert_int_equal(system(cmd), 0);
-	setenv("OPD_TEST_CLUSTER", "3", 1);
-	assert_int_equal(opd_daemon_start(&d, extra), 0);
-	unsetenv("OPD_TEST_CLUSTER");
-	view.d = d;
-	snprintf(view.dir, sizeof view.dir, "%s", f->dir);
+	start_cluster_with_ca(f, &d, &view);
 
 	opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
 	assert_int_equal(opd_ta_ws_connect(&a), 0);
