@@ -798,39 +798,6 @@ static void cluster_rotation_on_follower(void **state)
 
 /* ---- the agent-initiated CSR flow over TLS, then mTLS with the new certificate ---- */
 
-/* An EC P-256 key written to key_path (0600) and a CSR for CN = cn (PEM, malloc'd). */
-static char *key_and_csr(const char *cn, const char *key_path)
-{
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	BIO *b = BIO_new(BIO_s_mem());
-	FILE *fp = fopen(key_path, "w");
-	char *p = NULL, *out;
-	long n;
-
-	assert_non_null(key);
-	assert_non_null(fp);
-	chmod(key_path, 0600);
-	assert_int_equal(PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(fp);
-	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-						    (const unsigned char *)cn, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
-	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
-	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
-	n = BIO_get_mem_data(b, &p);
-	out = calloc(1, (size_t)n + 1);
-	memcpy(out, p, (size_t)n);
-	BIO_free(b);
-	X509_NAME_free(name);
-	X509_REQ_free(req);
-	EVP_PKEY_free(key);
-	return out;
-}
-
 static void csr_flow_then_mtls(void **state)
 {
 	struct fx *f = start("optional", NULL);
@@ -850,7 +817,8 @@ static void csr_flow_then_mtls(void **state)
 	ragent_init(&r, f, "csr-over-tls", 0);
 	assert_int_equal(ragent_connect(&r), 0);
 	snprintf(key, sizeof key, "%s/%s-own.key", E.dir, r.ta.uid_hex);
-	csr = key_and_csr(r.ta.uid_hex, key);
+	csr = opd_tca_csr(r.ta.uid_hex, 0, key);
+	assert_non_null(csr);
 	opd_ta_msg_init(&b, &r.ta);
 	creq.csr.data = (uint8_t *)csr;
 	creq.csr.len = strlen(csr);

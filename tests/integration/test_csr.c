@@ -61,34 +61,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* A CSR (PEM, malloc'd) for CN = cn with an EC P-256 key, or RSA of rsa_bits when not 0. */
-static char *make_csr(const char *cn, int rsa_bits)
-{
-	EVP_PKEY *key = rsa_bits ? EVP_RSA_gen((unsigned)rsa_bits) : EVP_EC_gen("P-256");
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	BIO *b = BIO_new(BIO_s_mem());
-	char *p = NULL, *out;
-	long n;
-
-	assert_non_null(key);
-	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-						    (const unsigned char *)cn, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
-	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
-	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
-	n = BIO_get_mem_data(b, &p);
-	out = calloc(1, (size_t)n + 1);
-	memcpy(out, p, (size_t)n);
-	BIO_free(b);
-	X509_NAME_free(name);
-	X509_REQ_free(req);
-	EVP_PKEY_free(key);
-	return out;
-}
-
 static int send_csr(struct opd_ta *a, const char *csr)
 {
 	struct opd_ta_msg b;
@@ -196,7 +168,8 @@ static void test_csr_websocket(void **state)
 	assert_true(s->capabilities & CAP_ACCEPTS_CSR);
 	opamp__proto__v1__server_to_agent__free_unpacked(s, NULL);
 
-	csr = make_csr(a.uid_hex, 0);
+	csr = opd_tca_csr(a.uid_hex, 0, NULL);
+	assert_non_null(csr);
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = wait_answer(&a);
 	assert_non_null(s);
@@ -219,7 +192,8 @@ static void test_csr_http_poll_waits(void **state)
 	char *csr;
 
 	opd_ta_init(&a, f->d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
-	csr = make_csr(a.uid_hex, 0);
+	csr = opd_tca_csr(a.uid_hex, 0, NULL);
+	assert_non_null(csr);
 	/* One POST: its reply carries the certificate (the poll waited for the signature). */
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = opd_ta_recv(&a, 1000);
@@ -244,7 +218,8 @@ static void test_csr_weak_key_refused(void **state)
 
 	opd_ta_init(&a, f->d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
 	assert_int_equal(opd_ta_ws_connect(&a), 0);
-	csr = make_csr(a.uid_hex, 1024);
+	csr = opd_tca_csr(a.uid_hex, 1024, NULL);
+	assert_non_null(csr);
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = wait_answer(&a);
 	assert_non_null(s);
@@ -257,7 +232,8 @@ static void test_csr_weak_key_refused(void **state)
 	free(csr);
 
 	/* Another agent's uid in the CN: refused too. */
-	csr = make_csr("0123456789abcdef0123456789abcdef", 0);
+	csr = opd_tca_csr("0123456789abcdef0123456789abcdef", 0, NULL);
+	assert_non_null(csr);
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = wait_answer(&a);
 	assert_non_null(s);
@@ -311,7 +287,8 @@ static void test_csr_cluster_follower(void **state)
 
 	opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS | TA_REQUESTS_CSR);
 	assert_int_equal(opd_ta_ws_connect(&a), 0);
-	csr = make_csr(a.uid_hex, 0);
+	csr = opd_tca_csr(a.uid_hex, 0, NULL);
+	assert_non_null(csr);
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = wait_answer(&a);
 	assert_non_null(s);
@@ -364,7 +341,8 @@ static void test_csr_no_quorum_unavailable(void **state)
 	assert_true(read_only);
 	printf("node 2 read-only %llu ms after the others stopped\n",
 	       (unsigned long long)(opd_test_now_ms() - t0));
-	csr = make_csr(a.uid_hex, 0);
+	csr = opd_tca_csr(a.uid_hex, 0, NULL);
+	assert_non_null(csr);
 	assert_int_equal(send_csr(&a, csr), 0);
 	s = wait_answer(&a);
 	assert_non_null(s);

@@ -277,35 +277,6 @@ static void test_single_node(void **state)
 /* Capabilities of the CSR test agents: no AcceptsOpAMPConnectionSettings (no server offers). */
 #define CSR_AGENT_CAPS ((OPD_TA_CAPS & ~0x100u) | 0x200u)
 
-/* A CSR (PEM, malloc'd) for CN = cn with an EC P-256 key. */
-static char *make_csr(const char *cn)
-{
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	BIO *b = BIO_new(BIO_s_mem());
-	char *p = NULL, *out;
-	long n;
-
-	assert_non_null(key);
-	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-						    (const unsigned char *)cn, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
-	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
-	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
-	n = BIO_get_mem_data(b, &p);
-	out = calloc(1, (size_t)n + 1);
-	assert_non_null(out);
-	memcpy(out, p, (size_t)n);
-	BIO_free(b);
-	X509_NAME_free(name);
-	X509_REQ_free(req);
-	EVP_PKEY_free(key);
-	return out;
-}
-
 /* A connected agent (over TLS when tls) gets a certificate through the CSR flow (at most 8 s). */
 static void agent_with_cert(const struct opd_daemon *dd, struct opd_ta *a, bool tls)
 {
@@ -322,7 +293,8 @@ static void agent_with_cert(const struct opd_daemon *dd, struct opd_ta *a, bool 
 	opd_ta_init(a, dd->opamp_port, CSR_AGENT_CAPS);
 	a->tls = tls;
 	assert_int_equal(opd_ta_ws_connect(a), 0);
-	csr = make_csr(a->uid_hex);
+	csr = opd_tca_csr(a->uid_hex, 0, NULL);
+	assert_non_null(csr);
 	opd_ta_msg_full(&b, a, "certified");
 	cr.csr.data = (uint8_t *)csr;
 	cr.csr.len = strlen(csr);

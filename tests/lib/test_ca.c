@@ -208,3 +208,31 @@ void opd_tca_rmdir(const char *dir)
 	if (dir != NULL && dir[0] != '\0')
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+char *opd_tca_csr(const char *cn, int rsa_bits, const char *key_path)
+{
+	EVP_PKEY *key = rsa_bits ? EVP_RSA_gen((unsigned)rsa_bits) : EVP_EC_gen("P-256");
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL, *out = NULL;
+	long n;
+
+	if (key == NULL || req == NULL || name == NULL || b == NULL ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+				       0) != 1 ||
+	    X509_REQ_set_subject_name(req, name) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
+	    X509_REQ_sign(req, key, EVP_sha256()) <= 0 || PEM_write_bio_X509_REQ(b, req) != 1 ||
+	    (key_path != NULL && write_key(key, key_path) != 0))
+		goto out;
+	n = BIO_get_mem_data(b, &p);
+	out = calloc(1, (size_t)n + 1);
+	if (out != NULL)
+		memcpy(out, p, (size_t)n);
+out:
+	BIO_free(b);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+	return out;
+}

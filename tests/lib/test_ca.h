@@ -40,6 +40,13 @@ int opd_tca_write_key(const struct opd_tca *ca, const char *path);
 int opd_tca_issue(const struct opd_tca *ca, const struct opd_tca_leaf *leaf, const char *cert_path,
 		  const char *key_path);
 
+/*
+ * A CSR (PEM, malloc'd) for CN = cn with a new EC P-256 key, or RSA of
+ * rsa_bits when not 0; the key is written to key_path (0600) unless NULL.
+ * NULL on failure.
+ */
+char *opd_tca_csr(const char *cn, int rsa_bits, const char *key_path);
+
 /* The SHA-256 fingerprint (hex) of the first certificate in a PEM file. 0 or -1. */
 int opd_tca_fingerprint(const char *cert_path, char out[65]);
 
