@@ -392,6 +392,18 @@ static const char *status_name(enum opd_apply_status s)
 	return "?";
 }
 
+void opd_fsm_flush(struct opd_fsm *f)
+{
+	if (f->batch_len == 0)
+		return;
+	if (opd_store_commit(f->store) != 0) {
+		opd_store_rollback(f->store);
+		fatal("committing %u applied entries: %s", f->batch_len,
+		      opd_store_errmsg(f->store));
+	}
+	f->batch_len = 0;
+}
+
 /* A local fault inside apply: a replica that skips or half-applies an entry diverges. */
 static void __attribute__((noreturn)) die(struct opd_fsm *f, uint64_t index, const char *what)
 {
@@ -402,7 +414,8 @@ static void __attribute__((noreturn)) die(struct opd_fsm *f, uint64_t index, con
 
 /*
  * Everything inside one transaction with the applied index: a crash before
- * COMMIT replays the entry, a crash after it skips the entry on replay.
+ * COMMIT replays the entry, a crash after it skips the entry on replay. The
+ * transaction may hold the entries before this one too (group commit).
  */
 static void apply_entry(struct opd_fsm *f, uint64_t index, struct opd_hlc stored, const uint8_t *p,
 			size_t n, struct opd_apply_result *res)
@@ -413,7 +426,7 @@ static void apply_entry(struct opd_fsm *f, uint64_t index, struct opd_hlc stored
 	bool dedupe = false;
 
 	f->errmsg[0] = '\0';
-	if (opd_store_begin(f->store) != 0)
+	if (f->batch_len == 0 && opd_store_begin(f->store) != 0)
 		die(f, index, "begin");
 	if (opd_cmd_decode(p, n, &cmd) != 0) {
 		set_message(res, OPD_APPLY_INVALID, "command does not decode (%zu bytes)", n);
@@ -475,8 +488,8 @@ hlc:
 record:
 	if (opd_store_set_applied(f->store, index, stored.wall_ms, stored.logical) != 0)
 		die(f, index, "applied index");
-	if (opd_store_commit(f->store) != 0)
-		die(f, index, "commit");
+	if (++f->batch_len >= f->batch_max)
+		opd_fsm_flush(f);
 	opd_cmd_free(cmd);
 }
 
@@ -517,13 +530,14 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
 	if (f->snapshot != NULL)
 		return RAFT_BUSY; /* raft never overlaps snapshots; be safe if it did */
+	opd_fsm_flush(f); /* the snapshot covers every applied entry */
 	if (opd_store_serialize(f->store, &f->snapshot, &len) != 0) {
 		log_error("snapshot: %s", opd_store_errmsg(f->store));
 		return RAFT_IOERR; /* skipped; raft tries again later */
 	}
 	b = raft_malloc(sizeof *b);
 	if (b == NULL) {
-		free(f->snapshot);
+		opd_store_image_free(f->snapshot);
 		f->snapshot = NULL;
 		return RAFT_NOMEM;
 	}
@@ -543,7 +557,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 {
 	struct opd_fsm *f = fsm->data;
 
-	free(f->snapshot);
+	opd_store_image_free(f->snapshot);
 	f->snapshot = NULL;
 	raft_free(*bufs);
 	*bufs = NULL;
@@ -570,6 +584,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	struct opd_fsm *f = fsm->data;
 	int rc;
 
+	opd_fsm_flush(f); /* restore needs no transaction open; the store is kept if it fails */
 	rc = opd_store_restore(f->store, buf->base, buf->len);
 	if (rc != 0) {
 		/* The store is unchanged; raft keeps the buffer. */
@@ -610,7 +625,8 @@ int opd_fsm_init(struct opd_fsm *f, struct opd_store *store)
 
 void opd_fsm_fini(struct opd_fsm *f)
 {
-	free(f->snapshot);
+	opd_fsm_flush(f);
+	opd_store_image_free(f->snapshot);
 	f->snapshot = NULL;
 }
 

@@ -7,6 +7,14 @@
  * not latest + 1, an unknown name) are results, never errors; a local fault
  * (sqlite I/O) is fatal, because a replica that skips an entry diverges.
  *
+ * Group commit: with batch_max above 1, consecutive entries share one sqlite
+ * transaction, committed when batch_max entries are in it or when the owner
+ * calls opd_fsm_flush (node.c does before its loop waits for I/O). That is
+ * safe because the raft log, not sqlite, is what makes an entry durable: a
+ * crash loses at most the uncommitted batch, whose entries raft still holds
+ * and replays (snapshots flush first, so the log is never truncated past
+ * what sqlite committed). Reads on the store's connection see the batch.
+ *
  * Snapshots are the serialized sqlite database; restore replaces it.
  */
 #ifndef OPD_FSM_H
@@ -60,6 +68,8 @@ struct opd_fsm {
 	void (*certs_changed)(void *data, const struct opd_apply_result *res);
 	void *certs_changed_data;
 	struct opd_hlc hlc; /* the latest timestamp applied */
+	unsigned batch_max; /* entries per sqlite transaction; 0 or 1 = commit each entry */
+	unsigned batch_len; /* entries in the open transaction */
 	struct opd_apply_result results[OPD_FSM_RESULTS];
 	uint8_t *snapshot; /* serialized database handed to raft, freed in snapshot_finalize */
 	char errmsg[OPD_ERRMSG_SIZE];
@@ -68,6 +78,12 @@ struct opd_fsm {
 /* Set up f over an open store (borrowed). Reads the applied index and HLC from the store. */
 int opd_fsm_init(struct opd_fsm *f, struct opd_store *store) __attribute__((warn_unused_result));
 void opd_fsm_fini(struct opd_fsm *f);
+
+/*
+ * Commit the entries applied since the last commit, if any. A failure is
+ * fatal, as in apply: a replica must not skip entries.
+ */
+void opd_fsm_flush(struct opd_fsm *f);
 
 /* The result of the entry at index, or NULL when it is no longer (or not yet) kept. */
 const struct opd_apply_result *opd_fsm_result(const struct opd_fsm *f, uint64_t index);

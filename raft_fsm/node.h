@@ -34,7 +34,7 @@ struct opd_node_config {
 	size_t n_voters;
 	unsigned election_timeout_ms; /* default 1000 */
 	unsigned heartbeat_ms;        /* default 100 */
-	unsigned snapshot_threshold;  /* default 1024 */
+	unsigned snapshot_threshold;  /* default 4096 */
 	unsigned snapshot_trailing; /* default 8192: keep followers off InstallSnapshot (§6 #3) */
 };
 

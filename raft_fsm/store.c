@@ -1353,11 +1353,14 @@ int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
 		sqlite3_free(p);
 		return fail(st, "serialize");
 	}
-	/* Callers free with free(); sqlite's allocator is not necessarily malloc. */
-	*out = opd_xmemdup(p, (size_t)n);
+	*out = p;
 	*len = (size_t)n;
-	sqlite3_free(p);
 	return 0;
+}
+
+void opd_store_image_free(uint8_t *image)
+{
+	sqlite3_free(image);
 }
 
 /* A loaded image must pass these before it replaces the store. */

@@ -460,12 +460,13 @@ int opd_store_commit(struct opd_store *st) __attribute__((warn_unused_result));
 void opd_store_rollback(struct opd_store *st);
 
 /*
- * The whole database as bytes (sqlite3_serialize of "main"): *out is
- * malloc'd, the caller frees it. 0 or OPD_ESTORE. Not while a transaction
- * is open.
+ * The whole database as bytes (sqlite3_serialize of "main"): *out is sqlite's
+ * own copy (a snapshot can be tens of MiB: not copied again), released with
+ * opd_store_image_free. 0 or OPD_ESTORE. Not while a transaction is open.
  */
 int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
     __attribute__((warn_unused_result));
+void opd_store_image_free(uint8_t *image);
 
 /*
  * Replace the whole database with serialized bytes (borrowed; copied). They

@@ -2,7 +2,7 @@
 """Profiles for bench/PROFILE.md, with `perf record -g` (software clock: this VM has no
 hardware counters), on the same set-ups as bench.py.
 
-writes: the leader of a 3-node cluster while `loadgen writes` runs at one concurrency; prints
+writes: the leader (or with --follower a follower) of a 3-node cluster while `loadgen writes` runs at one concurrency; prints
         writes/s, latency and each node's CPU per write.
 idle:   one node holding N idle WebSocket agents (heartbeat 30 s) for the window; prints RSS per
         agent and CPU per agent.
@@ -34,6 +34,7 @@ def main():
     p.add_argument("--tmp", default="/var/tmp")
     p.add_argument("--perf-out", default="/tmp/opampd.perf.data")
     p.add_argument("--no-perf", action="store_true", help="only measure (CPU per write)")
+    p.add_argument("--follower", action="store_true", help="writes: record a follower, not the leader")
     a = p.parse_args()
     args = argparse.Namespace(build=a.build, out="/tmp/opampd-profile-out", tmp=a.tmp, only="",
                               rate=4000, max_agents=0, idle_window=0, flood_agents=0,
@@ -51,7 +52,8 @@ def main():
         b.a.write_window = 2
         b.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
                  leader.admin.token, 1, "warmup", ["--name-prefix", "warm-"])
-        perf = start_perf(a, leader.proc.pid)
+        recorded = next(n for n in nodes if n is not leader) if a.follower else leader
+        perf = start_perf(a, recorded.proc.pid)
         b.a.write_window = a.window
         cpu0 = [n.cpu_s() for n in nodes]
         load = bench.Quiet.loadavg()

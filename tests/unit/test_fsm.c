@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <raft.h>
@@ -585,6 +586,92 @@ static void test_deterministic_direct(void **state)
 	node_fini(&b);
 }
 
+/*
+ * Group commit: with batch_max 8 the 17 commands share three transactions.
+ * Reads see the open one; a crash (the connection closed without a flush)
+ * loses only the open batch, which a replay applies again; a snapshot
+ * flushes first.
+ */
+static void test_group_commit(void **state)
+{
+	char dir[] = "/tmp/opd-fsm-XXXXXX", path[64];
+	struct node a, b;
+	struct raft_buffer *bufs = NULL;
+	unsigned n_bufs = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/store.db", dir);
+	node_init(&b, NULL, 0);
+	b.next = 3;
+	apply_script_direct(&b); /* indexes 3..19, one commit each */
+
+	node_init(&a, NULL, 0);
+	opd_store_close(&a.store);
+	assert_int_equal(opd_store_open(&a.store, path), 0);
+	assert_int_equal(opd_fsm_init(&a.fsm, &a.store), 0);
+	a.fsm.next_index = direct_next;
+	a.fsm.index_data = &a;
+	a.fsm.changed = on_changed;
+	a.fsm.changed_data = &a;
+	a.fsm.batch_max = 8;
+	a.next = 3;
+	apply_script_direct(&a);
+	assert_int_equal(a.fsm.batch_len, 1); /* 3..10 and 11..18 committed, 19 open */
+	assert_same_dump(&a, &b);
+
+	/* Another connection sees only what was committed. */
+	struct opd_store other;
+	uint64_t index, wall;
+	uint32_t logical;
+	assert_int_equal(opd_store_open(&other, path), 0);
+	assert_int_equal(opd_store_get_applied(&other, &index, &wall, &logical), 0);
+	assert_int_equal(index, 18);
+	opd_store_close(&other);
+
+	/* Crash: the open transaction is rolled back; the replay skips 3..18 and applies 19. */
+	opd_store_close(&a.store);
+	assert_int_equal(opd_store_open(&a.store, path), 0);
+	assert_int_equal(opd_fsm_init(&a.fsm, &a.store), 0);
+	a.fsm.next_index = direct_next;
+	a.fsm.index_data = &a;
+	a.fsm.changed = on_changed;
+	a.fsm.changed_data = &a;
+	a.fsm.batch_max = 8;
+	assert_int_equal(opd_fsm_applied_index(&a.fsm), 18);
+	a.next = 3;
+	a.changed = 0;
+	for (size_t k = 0; k < SCRIPT_LEN; k++) {
+		struct opd_buf buf;
+
+		opd_buf_init(&buf);
+		script(k, &buf);
+		apply_direct(&a, opd_buf_rptr(&buf), opd_buf_avail(&buf));
+		opd_buf_fini(&buf);
+	}
+	assert_int_equal(a.changed, changes(SCRIPT_LEN - 1)); /* only index 19 applied again */
+	assert_int_equal(a.fsm.batch_len, 1);
+	assert_same_dump(&a, &b);
+
+	/* A snapshot covers the open batch: it commits it first. */
+	assert_int_equal(a.fsm.raft.snapshot(&a.fsm.raft, &bufs, &n_bufs), 0);
+	assert_int_equal(a.fsm.batch_len, 0);
+	assert_int_equal(opd_store_open(&other, path), 0);
+	assert_int_equal(opd_store_get_applied(&other, &index, &wall, &logical), 0);
+	assert_int_equal(index, 19);
+	opd_store_close(&other);
+	assert_int_equal(a.fsm.raft.snapshot_finalize(&a.fsm.raft, &bufs, &n_bufs), 0);
+
+	node_fini(&a);
+	node_fini(&b);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/store.db-wal", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/store.db-shm", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* (a) Through a 1-node raft: same results, and the same dump as direct calls at the same indexes.
  */
 static void test_deterministic_raft_vs_direct(void **state)
@@ -871,6 +958,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_deterministic_direct),
+	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_deterministic_raft_vs_direct),
 	    cmocka_unit_test(test_snapshot_restore_direct),
 	    cmocka_unit_test(test_refusal_not_deduplicated),

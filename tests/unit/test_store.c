@@ -860,7 +860,7 @@ static void test_serialize_restore_memory(void **state)
 	free(b);
 	free(a);
 	free(bad);
-	free(img);
+	opd_store_image_free(img);
 	opd_store_close(&fresh);
 }
 
@@ -884,7 +884,7 @@ static void test_serialize_restore_file(void **state)
 	b = dump_str(&st);
 	assert_string_equal(a, b);
 	free(b);
-	free(img);
+	opd_store_image_free(img);
 	sqlite3_stmt *stmt;
 	assert_int_equal(sqlite3_prepare_v2(st.db, "PRAGMA journal_mode", -1, &stmt, NULL),
 			 SQLITE_OK);
@@ -908,7 +908,7 @@ static void test_serialize_restore_file(void **state)
 	assert_string_equal(a, b);
 	free(b);
 	opd_store_close(&st);
-	free(img);
+	opd_store_image_free(img);
 	free(a);
 
 	unlink(path);
