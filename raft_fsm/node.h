@@ -32,7 +32,7 @@ struct opd_node_config {
 	const char *dir;     /* raft log and snapshots (created if missing) */
 	struct opd_node_member voters[OPD_NODE_MAX_VOTERS]; /* initial voters, self included */
 	size_t n_voters;
-	unsigned election_timeout_ms; /* default 1000 */
+	unsigned election_timeout_ms; /* default 800 */
 	unsigned heartbeat_ms;        /* default 100 */
 	unsigned snapshot_threshold;  /* default 4096 */
 	unsigned snapshot_trailing; /* default 8192: keep followers off InstallSnapshot (§6 #3) */

@@ -1223,7 +1223,7 @@ def write_readme(out):
         L.append("")
         L.append("3 nodes, %d agents on each, 4 writers sending to a follower (which "
                  "forwards to the leader); the leader is killed with SIGKILL, then restarted "
-                 "before the next trial. Election timeout 1 s, randomised in [1, 2] s by raft." %
+                 "before the next trial. Election timeout 0.8 s, randomised in [0.8, 1.6] s by raft." %
                  f["agents_per_node"])
         L.append("")
         L.append("| trial | writes accepted again | gap between successful writes | agents "
