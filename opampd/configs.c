@@ -1,4 +1,6 @@
 #define LOG_COMPONENT "configs"
+/* Configurations changed between two settles before the next change settles at once. */
+#define OPD_CONFIGS_STALE_MAX 256
 
 #include "configs.h"
 
@@ -59,6 +61,15 @@ static void active_fini(struct opd_active_config *ac)
 	free(ac->signature_msg);
 }
 
+static void stale_clear(struct opd_configs *c)
+{
+	for (size_t i = 0; i < c->n_stale; i++)
+		free(c->stale[i]);
+	free(c->stale);
+	c->stale = NULL;
+	c->n_stale = 0;
+}
+
 static void active_clear(struct opd_configs *c)
 {
 	for (size_t i = 0; i < c->n_active; i++)
@@ -66,6 +77,7 @@ static void active_clear(struct opd_configs *c)
 	free(c->active);
 	c->active = NULL;
 	c->n_active = 0;
+	stale_clear(c);
 }
 
 /* Pack files as an AgentConfigMap, the form agents receive. */
@@ -286,7 +298,7 @@ void opd_configs_reload(struct opd_configs *c)
 /*
  * One configuration changed: re-read and re-verify it alone. Reloading (and
  * re-verifying the signature of) every configuration on every write made
- * writes cost O(configurations) each (bench/PROFILE.md).
+ * writes cost O(configurations) each (bench/PROFILE.md). The caller settles.
  */
 static void reload_one(struct opd_configs *c, const char *name)
 {
@@ -307,7 +319,33 @@ static void reload_one(struct opd_configs *c, const char *name)
 	if (lc.rc != 0)
 		log_error("load configuration %s: %s", name, opd_store_errmsg(&c->store));
 	opd_config_info_fini(&info);
+}
+
+void opd_configs_settle(struct opd_configs *c)
+{
+	if (c->n_stale == 0)
+		return;
+	for (size_t i = 0; i < c->n_stale; i++)
+		reload_one(c, c->stale[i]);
+	stale_clear(c);
 	active_settle(c);
+}
+
+/*
+ * Note that name changed. Reading, verifying (~120 us of Ed25519 on a
+ * follower) and packing it wait for the next settle: on a node with agents
+ * that is at once (the push asks for their desired configuration), on one
+ * without, a configuration written many times in between is loaded once.
+ */
+static void mark_stale(struct opd_configs *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_stale; i++)
+		if (strcmp(c->stale[i], name) == 0)
+			return;
+	c->stale = opd_xrealloc(c->stale, (c->n_stale + 1) * sizeof *c->stale);
+	c->stale[c->n_stale++] = opd_xstrdup(name);
+	if (c->n_stale >= OPD_CONFIGS_STALE_MAX)
+		opd_configs_settle(c); /* keeps the duplicate check short */
 }
 
 /* The state machine applied a change (on every node), or restored a snapshot (res NULL): serve it.
@@ -321,7 +359,7 @@ static void on_applied(void *data, const struct opd_apply_result *res)
 	     res->op == OPAMPD__V1__COMMAND__OP_SET_ACTIVE ||
 	     res->op == OPAMPD__V1__COMMAND__OP_DELETE_CONFIG ||
 	     res->op == OPAMPD__V1__COMMAND__OP_SET_SELECTOR))
-		reload_one(c, res->name);
+		mark_stale(c, res->name);
 	else
 		opd_configs_reload(
 		    c); /* keys, members, a snapshot: anything may verify differently */
@@ -803,8 +841,9 @@ void opd_configs_ensure_key(struct opd_configs *c)
 
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out)
 {
-	const struct opd_configs *c = configs;
+	struct opd_configs *c = configs;
 
+	opd_configs_settle(c);
 	/* Sorted by priority then name: the first match is the desired configuration. */
 	for (size_t i = 0; i < c->n_active; i++) {
 		const struct opd_active_config *ac = &c->active[i];

@@ -49,8 +49,16 @@ struct opd_configs {
 	const struct opd_signer *signer; /* borrowed; signs new versions on the leader */
 	const struct opd_clock *clock;
 	struct opd_hlc hlc;               /* this node's clock for stamping commands */
+	/*
+	 * The active set: read with opd_configs_settle first. An applied change
+	 * only names the configuration in stale; it is read, verified and packed
+	 * when something needs the set (an agent's desired configuration, a
+	 * metric), so versions superseded before then are never loaded.
+	 */
 	struct opd_active_config *active; /* owned array, sorted by priority desc, name asc */
 	size_t n_active;
+	char **stale; /* names changed since the last settle (owned, no duplicates) */
+	size_t n_stale;
 	struct opd_pending_write *pending; /* proposals in flight (leader) */
 	uint64_t unverified; /* active versions refused now: bad or missing signature */
 	/* Called after every applied change of configurations. */
@@ -138,7 +146,13 @@ void opd_configs_reload(struct opd_configs *c);
 int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
 		       const struct opd_config_info *info);
 
-/* The registry port: desired configuration of agent a. 0 or OPD_ENOTFOUND. */
+/* Load every stale configuration: n_active and unverified are current afterwards. */
+void opd_configs_settle(struct opd_configs *c);
+
+/*
+ * The registry port: desired configuration of agent a (settles first). 0 or
+ * OPD_ENOTFOUND. The pointers in *out stay valid until the next applied change.
+ */
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out);
 
 #endif

@@ -466,6 +466,7 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		s->opamp.tls_failures);
 	COUNTER("opampd_config_pushes_total", "Remote configs pushed without a request.",
 		e->pushes);
+	opd_configs_settle(&s->configs);
 	GAUGE("opampd_configs_active", "Configurations served (verified active versions).",
 	      s->configs.n_active);
 	GAUGE("opampd_unverified_versions",

@@ -220,6 +220,35 @@ static void test_packed_config_decodes(void **state)
 	free_agent(&a);
 }
 
+/*
+ * An applied change is loaded when first needed: three versions of "c" and one
+ * of "d" leave two stale names, and the desired configuration is the newest.
+ */
+static void test_changes_load_when_needed(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result res;
+	struct opd_desired d;
+	struct opd_agent a;
+
+	make_agent(&a, "gw", "prod");
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &res), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_int_equal(d.version, 1);
+	assert_int_equal(f->configs.n_stale, 0);
+	assert_int_equal(publish(f, "c", 0, "v: 2\n", NULL, NULL, &res), 0);
+	assert_int_equal(publish(f, "d", -1, "v: 1\n", NULL, NULL, &res), 0);
+	assert_int_equal(publish(f, "c", 0, "v: 3\n", NULL, NULL, &res), 0);
+	assert_int_equal(f->configs.n_stale, 2);
+	assert_int_equal(f->configs.n_active, 1); /* not loaded yet */
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_string_equal(d.name, "c");
+	assert_int_equal(d.version, 3);
+	assert_int_equal(f->configs.n_stale, 0);
+	assert_int_equal(f->configs.n_active, 2);
+	free_agent(&a);
+}
+
 /* A row changed behind the state machine's back is detected and never offered. */
 static void test_tampered_version_not_served(void **state)
 {
@@ -231,6 +260,7 @@ static void test_tampered_version_not_served(void **state)
 	make_agent(&a, "gw", "prod");
 	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &res), 0);
 	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	opd_configs_settle(&f->configs);
 	assert_int_equal(f->configs.unverified, 0);
 	assert_int_equal(sqlite3_exec(f->configs.store.db,
 				      "UPDATE config_files SET body = CAST('v: 666' AS BLOB)", NULL,
@@ -284,6 +314,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_packed_config_decodes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tampered_version_not_served, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_changes_load_when_needed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_request_id_is_idempotent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
