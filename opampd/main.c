@@ -38,6 +38,8 @@ static void usage(FILE *f)
 	    "  --max-connections N        OpAMP connections (default 100000)\n"
 	    "  --max-handshake-rate N     new WebSocket sessions a second; beyond it 503 with\n"
 	    "                             Retry-After (default 2000, 0 = unlimited)\n"
+	    "  --snapshot-entries N       raft entries between snapshots (default: when the\n"
+	    "                             entries since the last hold as many bytes as it did)\n"
 	    "  --opamp-tls-cert FILE      serve OpAMP over TLS (wss://, https://) with this PEM\n"
 	    "                             certificate chain (ECDSA or RSA); SIGHUP or POST\n"
 	    "                             /api/v1/tls/reload re-reads every TLS file\n"
@@ -222,6 +224,10 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		o->max_conns = n;
 	} else if (strcmp(name, "max-handshake-rate") == 0) {
 		return parse_u64(v, 0, 10000000, &o->handshake_rate);
+	} else if (strcmp(name, "snapshot-entries") == 0) {
+		if (parse_u64(v, 1, 1U << 30, &n) != 0)
+			return -1;
+		o->snapshot_entries = (unsigned)n;
 	} else if (strcmp(name, "opamp-tls-cert") == 0)
 		o->opamp_tls_cert = keep(v);
 	else if (strcmp(name, "opamp-tls-key") == 0)
@@ -248,13 +254,12 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		char *end;
 		o->cert_renew_share = strtod(v, &end);
 		return *end || !(o->cert_renew_share >= 0.1 && o->cert_renew_share <= 0.95) ? -1
-											     : 0;
+											    : 0;
 	} else if (strcmp(name, "offer-agent-certs") == 0) {
 		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
 			return -1;
 		o->offer_agent_certs = strcmp(v, "on") == 0;
-	}
-	else if (strcmp(name, "log-level") == 0)
+	} else if (strcmp(name, "log-level") == 0)
 		return opd_log_parse_level(v, level) == 0 ? 0 : -1;
 	else if (strcmp(name, "ready-file") == 0)
 		o->ready_file = keep(v);

@@ -830,6 +830,7 @@ static int node_config(struct opd_server *s, struct opd_node_config *nc, char *r
 	const struct opd_server_options *o = &s->opt;
 
 	opd_node_config_default(nc);
+	nc->snapshot_threshold = o->snapshot_entries;
 	snprintf(raft_dir, cap, "%s/raft", o->data_dir);
 	nc->id = o->node_id;
 	nc->address = o->raft_listen;

@@ -404,6 +404,25 @@ void opd_fsm_flush(struct opd_fsm *f)
 	f->batch_len = 0;
 }
 
+static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+void opd_fsm_snapshot_policy(const struct opd_fsm *f, unsigned *threshold, unsigned *trailing)
+{
+	const uint64_t mib = 1024 * 1024;
+	uint64_t mean = f->applied_entries ? f->applied_bytes / f->applied_entries : 0;
+	uint64_t budget = clamp_u64(f->snapshot_bytes, 8 * mib, 64 * mib);
+
+	if (mean == 0)
+		mean = 4096; /* nothing applied yet: a small configuration */
+	*threshold = (unsigned)clamp_u64(budget / mean, OPD_FSM_SNAPSHOT_MIN_ENTRIES,
+					 OPD_FSM_SNAPSHOT_MAX_ENTRIES);
+	/* Never below 1024 (raft.md §6 #3: followers should rarely need a snapshot). */
+	*trailing = (unsigned)clamp_u64(32 * mib / mean, 1024, 8192);
+}
+
 /* A local fault inside apply: a replica that skips or half-applies an entry diverges. */
 static void __attribute__((noreturn)) die(struct opd_fsm *f, uint64_t index, const char *what)
 {
@@ -506,6 +525,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		*result = (void *)opd_fsm_result(f, index);
 		return 0;
 	}
+	f->applied_bytes += buf->len;
+	f->applied_entries++;
 	res = slot(f, index);
 	*res = (struct opd_apply_result){.index = index, .status = OPD_APPLY_OK};
 	apply_entry(f, index, stored, buf->base, buf->len, res);
@@ -530,7 +551,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
 	if (f->snapshot != NULL)
 		return RAFT_BUSY; /* raft never overlaps snapshots; be safe if it did */
-	opd_fsm_flush(f); /* the snapshot covers every applied entry */
+	opd_fsm_flush(f);         /* the snapshot covers every applied entry */
 	if (opd_store_serialize(f->store, &f->snapshot, &len) != 0) {
 		log_error("snapshot: %s", opd_store_errmsg(f->store));
 		return RAFT_IOERR; /* skipped; raft tries again later */
@@ -547,6 +568,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	 */
 	b->base = f->snapshot;
 	b->len = len;
+	f->snapshot_bytes = len;
 	*bufs = b;
 	*n_bufs = 1;
 	return 0;
@@ -591,6 +613,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		log_error("restore: %s", opd_store_errmsg(f->store));
 		return rc == OPD_EINVAL ? RAFT_MALFORMED : RAFT_IOERR;
 	}
+	f->snapshot_bytes = buf->len;
 	raft_free(buf->base);
 	/* Results of entries the snapshot replaced describe a history this store no longer has. */
 	memset(f->results, 0, sizeof f->results);

@@ -70,6 +70,9 @@ struct opd_fsm {
 	struct opd_hlc hlc; /* the latest timestamp applied */
 	unsigned batch_max; /* entries per sqlite transaction; 0 or 1 = commit each entry */
 	unsigned batch_len; /* entries in the open transaction */
+	/* For the snapshot policy: what this process applied, and the last snapshot's size. */
+	uint64_t applied_bytes, applied_entries;
+	size_t snapshot_bytes; /* 0: none taken or restored yet */
 	struct opd_apply_result results[OPD_FSM_RESULTS];
 	uint8_t *snapshot; /* serialized database handed to raft, freed in snapshot_finalize */
 	char errmsg[OPD_ERRMSG_SIZE];
@@ -84,6 +87,18 @@ void opd_fsm_fini(struct opd_fsm *f);
  * fatal, as in apply: a replica must not skip entries.
  */
 void opd_fsm_flush(struct opd_fsm *f);
+
+/*
+ * When to snapshot (raft 0.22 counts entries, but a snapshot is the whole
+ * database): once the entries since the last one hold about as many bytes
+ * as that snapshot did (at least 8 and at most 64 MiB), so that snapshots
+ * cost a bounded share of each byte written however large the store grows;
+ * and keep about 32 MiB of log after it for lagging followers. Both in
+ * entries of the mean size applied so far, within raft-safe bounds.
+ */
+#define OPD_FSM_SNAPSHOT_MIN_ENTRIES 1024
+#define OPD_FSM_SNAPSHOT_MAX_ENTRIES 65536
+void opd_fsm_snapshot_policy(const struct opd_fsm *f, unsigned *threshold, unsigned *trailing);
 
 /* The result of the entry at index, or NULL when it is no longer (or not yet) kept. */
 const struct opd_apply_result *opd_fsm_result(const struct opd_fsm *f, uint64_t index);

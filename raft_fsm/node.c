@@ -65,9 +65,11 @@ struct opd_node {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
-	uv_timer_t defer; /* runs raft_close outside raft's callbacks */
-	uv_prepare_t flush; /* commits the entries applied in a loop turn (group commit) */
-	unsigned handles; /* of defer and flush, not closed yet */
+	uv_timer_t defer;    /* runs raft_close outside raft's callbacks */
+	uv_prepare_t flush;  /* commits the entries applied in a loop turn (group commit) */
+	unsigned handles;    /* of defer and flush, not closed yet */
+	bool auto_snapshots; /* threshold and trailing follow opd_fsm_snapshot_policy */
+	unsigned threshold, trailing; /* as last set */
 	char address[sizeof(((struct opd_node_member *)0)->address)];
 	char *dir;
 	uint64_t window_ms; /* W of the read-only rule */
@@ -77,7 +79,7 @@ struct opd_node {
 	raft_io_recv_cb orig_recv;
 	uint64_t leader_msg_at; /* follower: last AE/IS of the current term from the leader */
 	raft_id leader_msg_from;
-	uint64_t leader_since; /* when this node last became leader (W of grace) */
+	uint64_t leader_since;       /* when this node last became leader (W of grace) */
 	uint64_t leader_start_index; /* last index when it did: applied past it before writing */
 	bool was_leader;
 	struct contact contacts[OPD_NODE_MAX_MEMBERS];
@@ -447,11 +449,11 @@ void opd_node_config_default(struct opd_node_config *c)
 	     * 800 ms keeps that (plus the first write) under 2 s; 8 heartbeats. */
 	    .election_timeout_ms = 800,
 	    .heartbeat_ms = 100,
-	    /* A snapshot is the whole database: taken every 4096 entries, its
-	     * cost per write is a quarter of what 1024 gave (measured in
-	     * bench/PROFILE.md), for at most 12k entries held in memory. */
-	    .snapshot_threshold = 4096,
-	    /* Above the threshold: followers that lag by less than this are
+	    /* Chosen at run time (opd_fsm_snapshot_policy): a snapshot is the
+	     * whole database, so a fixed entry count made its cost per write grow
+	     * with the store (bench/PROFILE.md). */
+	    .snapshot_threshold = 0,
+	    /* With a fixed threshold: followers that lag by less than this are
 	     * sent entries, not an InstallSnapshot, which 0.22.1 crashes on while
 	     * the follower writes its own snapshot (§6 #3). cowsql uses 8192. */
 	    .snapshot_trailing = 8192,
@@ -512,10 +514,6 @@ static int check_config(const struct opd_node_config *cfg, char *errmsg)
 		opd_errmsg_printf(errmsg,
 				  "election timeout %u ms must exceed %d heartbeats of %u ms",
 				  cfg->election_timeout_ms, W_HEARTBEATS, cfg->heartbeat_ms);
-		return OPD_EINVAL;
-	}
-	if (cfg->snapshot_threshold == 0) {
-		opd_errmsg_printf(errmsg, "snapshot threshold must not be 0");
 		return OPD_EINVAL;
 	}
 	for (i = 0; i < cfg->n_voters; i++) {
@@ -593,8 +591,17 @@ static void raft_closed(struct raft *r)
 static void flush_fire(uv_prepare_t *p)
 {
 	struct opd_node *n = p->data;
+	unsigned threshold, trailing;
 
 	opd_fsm_flush(n->fsm);
+	if (!n->auto_snapshots)
+		return;
+	/* Plain setters in raft; read when it next considers a snapshot. */
+	opd_fsm_snapshot_policy(n->fsm, &threshold, &trailing);
+	if (threshold != n->threshold)
+		raft_set_snapshot_threshold(&n->raft, n->threshold = threshold);
+	if (trailing != n->trailing)
+		raft_set_snapshot_trailing(&n->raft, n->trailing = trailing);
 }
 
 static void defer_fire(uv_timer_t *t)
@@ -710,8 +717,15 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	raft_set_pre_vote(&n->raft, true);
 	raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
 	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
-	raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
-	raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+	n->auto_snapshots = cfg->snapshot_threshold == 0;
+	if (n->auto_snapshots) {
+		opd_fsm_snapshot_policy(fsm, &n->threshold, &n->trailing);
+	} else {
+		n->threshold = cfg->snapshot_threshold;
+		n->trailing = cfg->snapshot_trailing;
+	}
+	raft_set_snapshot_threshold(&n->raft, n->threshold);
+	raft_set_snapshot_trailing(&n->raft, n->trailing);
 	n->orig_start = n->io.start;
 	n->io.start = shim_start;
 	fsm->next_index = next_index;

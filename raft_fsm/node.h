@@ -34,8 +34,10 @@ struct opd_node_config {
 	size_t n_voters;
 	unsigned election_timeout_ms; /* default 800 */
 	unsigned heartbeat_ms;        /* default 100 */
-	unsigned snapshot_threshold;  /* default 4096 */
-	unsigned snapshot_trailing; /* default 8192: keep followers off InstallSnapshot (§6 #3) */
+	/* Entries between snapshots and kept after one; 0 (the default) = chosen
+	 * from the sizes of the store and of the entries (opd_fsm_snapshot_policy). */
+	unsigned snapshot_threshold;
+	unsigned snapshot_trailing; /* ignored when the threshold is 0 */
 };
 
 struct opd_node;

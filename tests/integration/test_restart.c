@@ -5,11 +5,13 @@
  * reconnects with a compressed message is asked for its full state and is not
  * sent the config it already runs.
  */
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,13 +123,31 @@ static void test_configs_and_agents_survive_restart(void **state)
 }
 
 /*
- * Past raft's snapshot threshold (1024 entries) a restart restores the store
+ * Past raft's snapshot threshold (1024 entries here) a restart restores the store
  * from a snapshot, which reports a change before the agent side exists: the
  * node must come back (it crashed at start; found by the chaos campaigns),
  * after a clean stop and after SIGKILL, with every version and an agent that
  * connects getting the newest one.
  */
 #define SNAPSHOT_WRITES 1100
+
+/* raft names its snapshot files snapshot-<term>-<index>-<timestamp>. */
+static bool has_snapshot(const struct opd_daemon *d)
+{
+	char path[600];
+	struct dirent *e;
+	bool found = false;
+	DIR *dir;
+
+	snprintf(path, sizeof path, "%s/raft", d->dir);
+	dir = opendir(path);
+	if (dir == NULL)
+		return false;
+	while (!found && (e = readdir(dir)) != NULL)
+		found = strncmp(e->d_name, "snapshot-", 9) == 0;
+	closedir(dir);
+	return found;
+}
 
 static void test_restart_after_snapshot(void **state)
 {
@@ -140,19 +160,22 @@ static void test_restart_after_snapshot(void **state)
 	json_t *cfg;
 	struct opd_client_resp resp;
 
+	static const char *const extra[] = {"--snapshot-entries", "1024", NULL};
+
 	(void)state;
-	assert_int_equal(opd_daemon_start(&d, NULL), 0);
+	assert_int_equal(opd_daemon_start(&d, extra), 0);
 	for (int i = 1; i <= SNAPSHOT_WRITES; i++) {
 		snprintf(yaml, sizeof yaml, "receivers: {otlp: {}}\n# revision %d\n", i);
 		assert_int_equal(opd_api_publish(&d, "many", yaml, hash, &version), 201);
 	}
 	assert_int_equal(version, SNAPSHOT_WRITES);
+	assert_true(has_snapshot(&d)); /* else this test would not test a restore */
 	for (int round = 0; round < 2; round++) {
 		if (round == 0) {
-			assert_int_equal(opd_daemon_restart(&d, NULL), 0);
+			assert_int_equal(opd_daemon_restart(&d, extra), 0);
 		} else {
 			assert_int_equal(opd_daemon_signal_wait(&d, SIGKILL), 128 + SIGKILL);
-			assert_int_equal(opd_daemon_spawn(&d, NULL), 0);
+			assert_int_equal(opd_daemon_spawn(&d, extra), 0);
 		}
 		snprintf(path, sizeof path, "/api/v1/configs/many");
 		assert_int_equal(opd_api_request(&d, "GET", path, NULL, d.token, &resp, &cfg), 200);

@@ -672,6 +672,35 @@ static void test_group_commit(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* Snapshots by size: the entries since the last one hold about its bytes, within bounds. */
+static void test_snapshot_policy(void **state)
+{
+	struct opd_fsm f = {0};
+	unsigned threshold, trailing;
+
+	(void)state;
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing); /* nothing yet: 4 KiB entries, 8 MiB */
+	assert_int_equal(threshold, 2048);
+	assert_int_equal(trailing, 8192);
+	f.applied_entries = 1000;
+	f.applied_bytes = 1000 * 4500;
+	f.snapshot_bytes = 300u << 20; /* a large store: 64 MiB of entries between snapshots */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, (64u << 20) / 4500);
+	assert_int_equal(trailing, (32u << 20) / 4500);
+	f.snapshot_bytes = 20u << 20; /* a smaller one: as many bytes as it has */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, (20u << 20) / 4500);
+	f.applied_bytes = 1000ull << 20; /* 1 MiB entries: the floors */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MIN_ENTRIES);
+	assert_int_equal(trailing, 1024);
+	f.applied_bytes = 1000 * 100; /* 100-byte entries: the ceilings */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MAX_ENTRIES);
+	assert_int_equal(trailing, 8192);
+}
+
 /* (a) Through a 1-node raft: same results, and the same dump as direct calls at the same indexes.
  */
 static void test_deterministic_raft_vs_direct(void **state)
@@ -959,6 +988,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_deterministic_direct),
 	    cmocka_unit_test(test_group_commit),
+	    cmocka_unit_test(test_snapshot_policy),
 	    cmocka_unit_test(test_deterministic_raft_vs_direct),
 	    cmocka_unit_test(test_snapshot_restore_direct),
 	    cmocka_unit_test(test_refusal_not_deduplicated),
