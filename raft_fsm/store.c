@@ -1,5 +1,9 @@
+#define LOG_COMPONENT "store"
+
 #include "store.h"
 
+#include "checkpointer.h"
+#include "log.h"
 #include "mem.h"
 #include "sql_migrations.h"
 
@@ -312,6 +316,11 @@ int opd_store_open(struct opd_store *st, const char *path)
 		goto fail;
 	if (migrate(st) != 0)
 		goto fail;
+	if (sqlite3_busy_timeout(st->db, 1000) != SQLITE_OK) /* the checkpoint thread's locks */
+		goto fail;
+	if (strcmp(path, ":memory:") != 0 && path[0] != '\0' &&
+	    opd_checkpointer_start(st->db, path, &st->ckpt, st->errmsg) != 0)
+		log_warn("store %s: %s; checkpoints stay on the writer's thread", path, st->errmsg);
 	return 0;
 fail:
 	opd_errmsg_wrapf(st->errmsg, "store %s", path);
@@ -321,6 +330,8 @@ fail:
 
 void opd_store_close(struct opd_store *st)
 {
+	opd_checkpointer_stop(st->ckpt);
+	st->ckpt = NULL;
 	stmt_cache_clear(st);
 	if (st->db != NULL) {
 		sqlite3_close_v2(st->db);
@@ -1478,8 +1489,10 @@ int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
 		rc = fail(st, "restore: backup");
 		goto out;
 	}
+	opd_checkpointer_pause(st->ckpt); /* the backup rewrites the whole file */
 	rc = sqlite3_backup_step(bk, -1);
 	sqlite3_backup_finish(bk);
+	opd_checkpointer_resume(st->ckpt);
 	if (rc != SQLITE_DONE) {
 		opd_errmsg_printf(st->errmsg, "restore: backup: %s", sqlite3_errstr(rc));
 		rc = OPD_ESTORE;

@@ -35,8 +35,11 @@ struct opd_store_stmt {
 
 #define OPD_STORE_STMT_CACHE 64
 
+struct opd_checkpointer;
+
 struct opd_store {
 	struct sqlite3 *db;
+	struct opd_checkpointer *ckpt; /* WAL checkpoints on a thread; NULL for memory stores */
 	char errmsg[OPD_ERRMSG_SIZE];
 	/* Private to store.c: statements prepared once per store (bench/PROFILE.md §1b). */
 	struct opd_store_stmt stmts[OPD_STORE_STMT_CACHE];

@@ -1,0 +1,41 @@
+/*
+ * WAL checkpoints off the event loop. sqlite's automatic checkpoint runs
+ * inside the COMMIT that takes the WAL past 1000 pages: it copies them into
+ * the database file and fsyncs it on the committing thread, the loop, which
+ * stalled a write every few hundred (bench/PROFILE.md). Here a thread with a
+ * connection of its own runs PASSIVE checkpoints, which never block the
+ * writer, each time the WAL has grown by OPD_CKPT_PAGES. A PASSIVE checkpoint
+ * copies only what was committed when it began, and sqlite rewinds the WAL
+ * only at a write that finds everything copied, which a steady stream of
+ * writes rarely does: past OPD_CKPT_MAX_PAGES the writer checkpoints itself
+ * (the few pages since the thread's last run), so the WAL stays bounded.
+ */
+#ifndef OPD_CHECKPOINTER_H
+#define OPD_CHECKPOINTER_H
+
+struct sqlite3;
+struct opd_checkpointer;
+
+#define OPD_CKPT_PAGES 1000     /* sqlite's own default */
+#define OPD_CKPT_MAX_PAGES 8192 /* 32 MiB of 4 KiB pages */
+
+/*
+ * Take over the checkpoints of db (a WAL database at path; db borrowed, it
+ * must outlive the checkpointer) with a thread and a second connection.
+ * Sets *out only on success. Returns 0, or -1 with errmsg (OPD_ERRMSG_SIZE)
+ * saying why; db then keeps sqlite's automatic checkpoints.
+ */
+int opd_checkpointer_start(struct sqlite3 *db, const char *path, struct opd_checkpointer **out,
+			   char *errmsg);
+
+/*
+ * Wait for a checkpoint in progress and keep the thread from starting another
+ * until resume: around operations that replace the database file's contents.
+ */
+void opd_checkpointer_pause(struct opd_checkpointer *c);
+void opd_checkpointer_resume(struct opd_checkpointer *c);
+
+/* Stop the thread and close its connection; db gets automatic checkpoints back. NULL is a no-op. */
+void opd_checkpointer_stop(struct opd_checkpointer *c);
+
+#endif
