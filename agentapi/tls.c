@@ -3,6 +3,7 @@
 #include "err.h"
 #include "hex.h"
 #include "mem.h"
+#include "tls13_record.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -41,10 +42,42 @@ struct opd_tls_ctx {
 	int64_t not_after;
 };
 
+/*
+ * The TLS 1.3 application traffic secrets of a connection, caught by the
+ * keylog callback during its handshake and wiped at the handoff (or when the
+ * connection goes without one). [0] is the client's, [1] the server's.
+ */
+struct secrets {
+	uint8_t s[2][OPD_TLS13_SECRET_MAX];
+	uint8_t len[2];
+};
+
+/* What callers may still ask about a verified client certificate once the SSL is gone. */
+struct peer_facts {
+	uint8_t fingerprint[32];
+	bool has_fingerprint;
+	int uid_rc; /* opd_tls_peer_uid's answer */
+	uint8_t uid[16];
+	char subject[]; /* RFC 2253, at most PEER_SUBJECT_MAX - 1 bytes */
+};
+
+#define PEER_SUBJECT_MAX 1024
+
+/*
+ * A connection. Until the handshake completes (and for good on TLS 1.2, or
+ * when a handoff condition fails) OpenSSL's SSL does everything. Once a TLS
+ * 1.3 handshake completes, the record layer moves to rec and the SSL, its
+ * BIOs and its cipher contexts are freed: an idle connection then holds this
+ * struct and, with a verified client certificate, its peer_facts.
+ */
 struct opd_tls {
-	SSL *ssl;
-	struct opd_tls_ctx *ctx; /* one reference */
-	bool done;               /* handshake completed */
+	SSL *ssl;                    /* NULL once handed off */
+	struct opd_tls_ctx *ctx;     /* one reference */
+	struct secrets *secrets;     /* during a TLS 1.3 handshake only */
+	struct peer_facts *peer;     /* after a handoff, with a verified peer certificate */
+	struct opd_tls13_record rec; /* after a handoff */
+	bool done;                   /* handshake completed */
+	bool handed_off;
 	bool failed;
 	bool peer_closed;
 	bool shut;
@@ -120,6 +153,38 @@ static void x509_subject(const X509 *x, char *out, size_t cap)
 	BIO_free(b);
 }
 
+/*
+ * OpenSSL 3.0's only way to hand out the TLS 1.3 traffic secrets: the key
+ * log (NSS format, "LABEL <client random> <secret>", one line per secret).
+ * Only the two application traffic secrets of one of our connections are
+ * kept, in that connection, until the handoff; nothing is written anywhere.
+ */
+static void keylog(const SSL *ssl, const char *line)
+{
+	static const char *const labels[2] = {"CLIENT_TRAFFIC_SECRET_0 ",
+					      "SERVER_TRAFFIC_SECRET_0 "};
+	struct opd_tls *t = SSL_get_app_data(ssl);
+	const char *hex;
+	size_t n;
+	int k;
+
+	if (t == NULL || t->ssl != ssl)
+		return;
+	for (k = 0; k < 2 && strncmp(line, labels[k], strlen(labels[k])) != 0; k++)
+		;
+	if (k == 2 || (hex = strrchr(line, ' ')) == NULL)
+		return;
+	hex++;
+	n = strlen(hex);
+	if (n == 0 || n % 2 != 0 || n / 2 > OPD_TLS13_SECRET_MAX)
+		return;
+	if (t->secrets == NULL && (t->secrets = OPENSSL_zalloc(sizeof *t->secrets)) == NULL)
+		return; /* no handoff: the SSL stays */
+	t->secrets->len[k] = 0;
+	if (opd_hex_decode(hex, t->secrets->s[k], n / 2) == 0)
+		t->secrets->len[k] = (uint8_t)(n / 2);
+}
+
 int opd_tls_ctx_new(const struct opd_tls_config *cfg, struct opd_tls_ctx **out, char *errmsg)
 {
 	struct opd_tls_ctx *c;
@@ -162,6 +227,14 @@ int opd_tls_ctx_new(const struct opd_tls_config *cfg, struct opd_tls_ctx **out, 
 	/* Tickets are stateless; a server-side cache would grow with the fleet. */
 	SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_session_id_context(c->ssl, (const unsigned char *)"opampd", 6);
+	/*
+	 * No TLS 1.3 session tickets: OpenSSL would send them under the server's
+	 * application key after the handshake, and the record layer that takes
+	 * over then (handoff()) must start at write sequence 0. TLS 1.3 clients
+	 * therefore always make a full handshake.
+	 */
+	SSL_CTX_set_num_tickets(c->ssl, 0);
+	SSL_CTX_set_keylog_callback(c->ssl, keylog);
 	if (SSL_CTX_use_certificate_chain_file(c->ssl, cfg->cert_file) != 1) {
 		opd_errmsg_printf(errmsg, "%s: %s", cfg->cert_file, ssl_reason(buf, sizeof buf));
 		goto fail_msg;
@@ -267,25 +340,39 @@ static BIO *mem_bio(void)
 	return b;
 }
 
+/*
+ * Allocated by OpenSSL's allocator (and wiped when freed): the struct holds
+ * traffic keys once the record layer is ours.
+ */
 int opd_tls_new(struct opd_tls_ctx *ctx, struct opd_tls **out)
 {
-	struct opd_tls *t = opd_xcalloc(1, sizeof *t);
+	struct opd_tls *t = OPENSSL_zalloc(sizeof *t);
 	BIO *rbio = mem_bio(), *wbio = mem_bio();
 
-	t->ssl = SSL_new(ctx->ssl);
-	if (t->ssl == NULL || rbio == NULL || wbio == NULL) {
+	if (t != NULL)
+		t->ssl = SSL_new(ctx->ssl);
+	if (t == NULL || t->ssl == NULL || rbio == NULL || wbio == NULL) {
 		BIO_free(rbio);
 		BIO_free(wbio);
-		SSL_free(t->ssl);
-		free(t);
+		if (t != NULL)
+			SSL_free(t->ssl);
+		OPENSSL_free(t);
 		ERR_clear_error();
 		return OPD_ENOMEM;
 	}
 	SSL_set_bio(t->ssl, rbio, wbio); /* the SSL owns both from here */
+	SSL_set_app_data(t->ssl, t);     /* for keylog() */
 	SSL_set_accept_state(t->ssl);
+	t->rec.why = "";
 	t->ctx = opd_tls_ctx_ref(ctx);
 	*out = t;
 	return 0;
+}
+
+static void drop_secrets(struct opd_tls *t)
+{
+	OPENSSL_clear_free(t->secrets, sizeof *t->secrets);
+	t->secrets = NULL;
 }
 
 void opd_tls_free(struct opd_tls *t)
@@ -293,8 +380,11 @@ void opd_tls_free(struct opd_tls *t)
 	if (t == NULL)
 		return;
 	SSL_free(t->ssl);
+	drop_secrets(t);
+	OPENSSL_free(t->peer);
+	opd_tls13_record_fini(&t->rec);
 	opd_tls_ctx_unref(t->ctx);
-	free(t);
+	OPENSSL_clear_free(t, sizeof *t);
 }
 
 /*
@@ -323,6 +413,10 @@ static void release_bio(struct opd_tls *t, bool read_side)
 
 int opd_tls_push_cipher(struct opd_tls *t, const uint8_t *p, size_t n)
 {
+	if (t->handed_off) {
+		opd_tls13_record_push_cipher(&t->rec, p, n);
+		return 0;
+	}
 	while (n > 0) {
 		int chunk = n > INT_MAX ? INT_MAX : (int)n;
 		int w = BIO_write(SSL_get_rbio(t->ssl), p, chunk);
@@ -352,20 +446,127 @@ static void fail(struct opd_tls *t)
 		snprintf(t->errmsg, sizeof t->errmsg, "%s", why);
 }
 
-ssize_t opd_tls_pull_plain(struct opd_tls *t, uint8_t *p, size_t cap)
+/* The record layer failed after the handoff (its alert, if any, is queued). */
+static void record_failed(struct opd_tls *t)
 {
+	t->failed = true;
+	if (t->rec.peer_alert != 0)
+		snprintf(t->errmsg, sizeof t->errmsg, "peer sent alert: %s",
+			 SSL_alert_desc_string_long(t->rec.peer_alert));
+	else
+		snprintf(t->errmsg, sizeof t->errmsg, "%s",
+			 t->rec.why[0] != '\0' ? t->rec.why : "protocol is shutdown");
+}
+
+/* The verified peer certificate of a connection that still has its SSL, or NULL. */
+static X509 *verified_peer(const struct opd_tls *t)
+{
+	X509 *x;
+
+	if (!t->done || t->failed || t->ssl == NULL)
+		return NULL;
+	x = SSL_get0_peer_certificate(t->ssl);
+	if (x == NULL || SSL_get_verify_result(t->ssl) != X509_V_OK)
+		return NULL;
+	return x;
+}
+
+static int cert_uid(X509 *x, uint8_t uid[16]);
+
+/*
+ * Before the SSL goes: keep what opd_tls_peer_* answer about a verified
+ * client certificate. Returns 0 or OPD_ENOMEM.
+ */
+static int keep_peer_facts(struct opd_tls *t)
+{
+	X509 *x = verified_peer(t);
+	struct peer_facts *f;
+	char subject[PEER_SUBJECT_MAX];
+	unsigned int len = 0;
+	size_t slen;
+
+	if (x == NULL)
+		return 0;
+	x509_subject(x, subject, sizeof subject);
+	slen = strlen(subject);
+	f = OPENSSL_zalloc(sizeof *f + slen + 1);
+	if (f == NULL)
+		return OPD_ENOMEM;
+	f->has_fingerprint = X509_digest(x, EVP_sha256(), f->fingerprint, &len) == 1 && len == 32;
+	f->uid_rc = cert_uid(x, f->uid);
+	memcpy(f->subject, subject, slen + 1);
+	t->peer = f;
+	return 0;
+}
+
+/* Move what the client sent after its Finished (still in the read BIO) to the record layer. */
+static void move_input(struct opd_tls *t)
+{
+	BIO *b = SSL_get_rbio(t->ssl);
+	uint8_t buf[4096];
 	int n;
 
-	if (t->failed)
-		return OPD_EPROTO;
-	if (t->peer_closed)
-		return 0;
+	while ((n = BIO_read(b, buf, sizeof buf)) > 0)
+		opd_tls13_record_push_cipher(&t->rec, buf, (size_t)n);
+	OPENSSL_cleanse(buf, sizeof buf);
+}
+
+/*
+ * The handshake just completed: on TLS 1.3 with one of the three suites,
+ * take the record layer over from OpenSSL and free the SSL. Only when that
+ * is exact: OpenSSL holds no record it read ahead, has written nothing we
+ * have not handed out (no tickets, so our write sequence starts at 0), and
+ * both traffic secrets came through the key log. Otherwise the SSL stays:
+ * always correct, only bigger.
+ */
+static void handoff(struct opd_tls *t)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+	struct secrets *s = t->secrets;
+	enum opd_tls13_suite suite;
+	size_t len;
+
+	if (SSL_version(t->ssl) != TLS1_3_VERSION || c == NULL ||
+	    opd_tls13_suite_from_iana(SSL_CIPHER_get_protocol_id(c), &suite) != 0)
+		goto keep;
+	len = opd_tls13_secret_len(suite);
+	if (s == NULL || s->len[0] != len || s->len[1] != len)
+		goto keep;
+	if (SSL_has_pending(t->ssl) || SSL_get_read_ahead(t->ssl) ||
+	    BIO_ctrl_pending(SSL_get_wbio(t->ssl)) != 0 || SSL_get_num_tickets(t->ssl) != 0)
+		goto keep;
+	if (keep_peer_facts(t) != 0)
+		goto keep;
+	/* Server side: we read with the client's secret and write with ours. */
+	if (opd_tls13_record_init(&t->rec, suite, s->s[0], s->s[1]) != 0) {
+		OPENSSL_free(t->peer);
+		t->peer = NULL;
+		t->rec.why = "";
+		goto keep;
+	}
+	move_input(t);
+	SSL_free(t->ssl);
+	t->ssl = NULL;
+	t->handed_off = true;
+keep:
+	drop_secrets(t);
 	ERR_clear_error();
-	n = SSL_read(t->ssl, p, cap > INT_MAX ? INT_MAX : (int)cap);
-	if (!t->done && SSL_is_init_finished(t->ssl))
-		t->done = true;
-	if (n > 0)
-		return n;
+}
+
+static ssize_t record_pull(struct opd_tls *t, uint8_t *p, size_t cap)
+{
+	ssize_t n = opd_tls13_record_pull_plain(&t->rec, p, cap);
+
+	if (n == OPD_EPROTO)
+		record_failed(t);
+	else if (n == 0)
+		t->peer_closed = true;
+	return n;
+}
+
+/* What SSL_do_handshake or SSL_read returning n <= 0 means for opd_tls_pull_plain. */
+static ssize_t ssl_status(struct opd_tls *t, int n)
+{
 	switch (SSL_get_error(t->ssl, n)) {
 	case SSL_ERROR_WANT_READ:
 		release_bio(t, true);
@@ -379,12 +580,50 @@ ssize_t opd_tls_pull_plain(struct opd_tls *t, uint8_t *p, size_t cap)
 	}
 }
 
+ssize_t opd_tls_pull_plain(struct opd_tls *t, uint8_t *p, size_t cap)
+{
+	int n;
+
+	if (t->failed)
+		return OPD_EPROTO;
+	if (t->handed_off)
+		return record_pull(t, p, cap);
+	if (t->peer_closed)
+		return 0;
+	ERR_clear_error();
+	if (!t->done) {
+		/*
+		 * The handshake on its own: SSL_read would go on to decrypt the
+		 * records that follow the client's Finished, which are the record
+		 * layer's after a handoff.
+		 */
+		n = SSL_do_handshake(t->ssl);
+		if (n != 1)
+			return ssl_status(t, n);
+		t->done = true;
+		handoff(t);
+		if (t->handed_off)
+			return record_pull(t, p, cap);
+	}
+	n = SSL_read(t->ssl, p, cap > INT_MAX ? INT_MAX : (int)cap);
+	if (n > 0)
+		return n;
+	return ssl_status(t, n);
+}
+
 int opd_tls_push_plain(struct opd_tls *t, const uint8_t *p, size_t n)
 {
 	if (t->failed)
 		return OPD_EPROTO;
 	if (!t->done)
 		return OPD_EAGAIN;
+	if (t->handed_off) {
+		if (n > 0 && opd_tls13_record_push_plain(&t->rec, p, n) != 0) {
+			record_failed(t);
+			return OPD_EPROTO;
+		}
+		return 0;
+	}
 	ERR_clear_error();
 	while (n > 0) {
 		int chunk = n > INT_MAX ? INT_MAX : (int)n;
@@ -402,9 +641,12 @@ int opd_tls_push_plain(struct opd_tls *t, const uint8_t *p, size_t n)
 
 size_t opd_tls_pull_cipher(struct opd_tls *t, struct opd_buf *out)
 {
-	BIO *b = SSL_get_wbio(t->ssl);
+	BIO *b;
 	size_t pending, total = 0;
 
+	if (t->handed_off)
+		return opd_tls13_record_pull_cipher(&t->rec, out);
+	b = SSL_get_wbio(t->ssl);
 	while ((pending = BIO_ctrl_pending(b)) > 0) {
 		int chunk = pending > INT_MAX ? INT_MAX : (int)pending;
 		int n = BIO_read(b, opd_buf_reserve(out, (size_t)chunk), chunk);
@@ -423,6 +665,10 @@ void opd_tls_shutdown(struct opd_tls *t)
 	if (t->shut || t->failed || !t->done)
 		return;
 	t->shut = true;
+	if (t->handed_off) {
+		opd_tls13_record_close(&t->rec);
+		return;
+	}
 	/* Queues close_notify; the peer's answer is not awaited (we close the socket next). */
 	SSL_shutdown(t->ssl);
 	ERR_clear_error();
@@ -433,6 +679,11 @@ bool opd_tls_handshake_done(const struct opd_tls *t)
 	return t->done;
 }
 
+bool opd_tls_handed_off(const struct opd_tls *t)
+{
+	return t->handed_off;
+}
+
 const char *opd_tls_errmsg(const struct opd_tls *t)
 {
 	return t->errmsg;
@@ -440,37 +691,41 @@ const char *opd_tls_errmsg(const struct opd_tls *t)
 
 const char *opd_tls_version(const struct opd_tls *t)
 {
+	if (t->handed_off)
+		return "TLSv1.3";
 	return t->done ? SSL_get_version(t->ssl) : "";
 }
 
 const char *opd_tls_cipher(const struct opd_tls *t)
 {
-	const char *c = t->done ? SSL_get_cipher_name(t->ssl) : NULL;
+	const char *c;
 
+	if (t->handed_off)
+		return opd_tls13_suite_name((enum opd_tls13_suite)t->rec.suite);
+	c = t->done ? SSL_get_cipher_name(t->ssl) : NULL;
 	return c != NULL ? c : "";
 }
 
-static X509 *verified_peer(const struct opd_tls *t)
+/* The facts kept at the handoff, when the connection has not failed since. */
+static const struct peer_facts *kept_peer(const struct opd_tls *t)
 {
-	X509 *x;
-
-	if (!t->done || t->failed)
-		return NULL;
-	x = SSL_get0_peer_certificate(t->ssl);
-	if (x == NULL || SSL_get_verify_result(t->ssl) != X509_V_OK)
-		return NULL;
-	return x;
+	return t->handed_off && !t->failed ? t->peer : NULL;
 }
 
 bool opd_tls_peer_verified(const struct opd_tls *t)
 {
-	return verified_peer(t) != NULL;
+	return kept_peer(t) != NULL || verified_peer(t) != NULL;
 }
 
 int opd_tls_peer_subject(const struct opd_tls *t, char *out, size_t cap)
 {
+	const struct peer_facts *f = kept_peer(t);
 	X509 *x = verified_peer(t);
 
+	if (f != NULL) {
+		snprintf(out, cap, "%s", f->subject);
+		return 0;
+	}
 	if (x == NULL)
 		return OPD_ENOTFOUND;
 	x509_subject(x, out, cap);
@@ -479,8 +734,15 @@ int opd_tls_peer_subject(const struct opd_tls *t, char *out, size_t cap)
 
 int opd_tls_peer_fingerprint(const struct opd_tls *t, char out[65])
 {
+	const struct peer_facts *f = kept_peer(t);
 	X509 *x = verified_peer(t);
 
+	if (f != NULL) {
+		if (!f->has_fingerprint)
+			return OPD_ENOTFOUND;
+		opd_hex_encode(f->fingerprint, 32, out);
+		return 0;
+	}
 	if (x == NULL)
 		return OPD_ENOTFOUND;
 	x509_fingerprint(x, out);
@@ -514,19 +776,17 @@ static int add_uid(uint8_t have[16], bool *found, const uint8_t uid[16])
 	return 0;
 }
 
-int opd_tls_peer_uid(const struct opd_tls *t, uint8_t uid[16])
+/* The uid certificate x names (see opd_tls_peer_uid). */
+static int cert_uid(X509 *x, uint8_t uid[16])
 {
 	static const char prefix[] = OPD_TLS_AGENT_URI_PREFIX;
 	const size_t plen = sizeof prefix - 1;
-	X509 *x = verified_peer(t);
 	GENERAL_NAMES *sans;
 	X509_NAME *subject;
 	uint8_t have[16], u[16];
 	bool found = false;
 	int rc = 0, i = -1;
 
-	if (x == NULL)
-		return OPD_ENOTFOUND;
 	sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	for (int k = 0; sans != NULL && k < sk_GENERAL_NAME_num(sans) && rc == 0; k++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
@@ -559,6 +819,20 @@ int opd_tls_peer_uid(const struct opd_tls *t, uint8_t uid[16])
 		return OPD_ENOTFOUND;
 	memcpy(uid, have, 16);
 	return 0;
+}
+
+int opd_tls_peer_uid(const struct opd_tls *t, uint8_t uid[16])
+{
+	const struct peer_facts *f = kept_peer(t);
+	X509 *x;
+
+	if (f != NULL) {
+		if (f->uid_rc == 0)
+			memcpy(uid, f->uid, 16);
+		return f->uid_rc;
+	}
+	x = verified_peer(t);
+	return x != NULL ? cert_uid(x, uid) : OPD_ENOTFOUND;
 }
 
 /* ---- bearer tokens ---- */

@@ -45,8 +45,9 @@ const char *opd_tls_verify_name(enum opd_tls_verify v);
  * Build a server context from cfg (borrowed; the files are read now): TLS 1.2
  * at least and 1.3 when the client has it, forward-secret AEAD cipher suites
  * only in 1.2, no renegotiation, no compression, and buffers released while a
- * connection is idle. With a verify mode other than OFF no session is resumed,
- * so that every connection's certificate chain is checked again. Sets *out
+ * connection is idle. No TLS 1.3 session tickets (see opd_tls_handed_off); with
+ * a verify mode other than OFF no session is resumed at all, so that every
+ * connection's certificate chain is checked again. Sets *out
  * (one reference, the caller's) only on success. Returns 0, or OPD_EINVAL
  * (bad configuration, unreadable or mismatched files) with errmsg
  * (OPD_ERRMSG_SIZE bytes) saying which file and why.
@@ -114,6 +115,14 @@ void opd_tls_shutdown(struct opd_tls *t);
 
 /* True once the handshake completed. */
 bool opd_tls_handshake_done(const struct opd_tls *t);
+
+/*
+ * True when the connection's records are handled by tls13_record.c and its
+ * SSL is freed: TLS 1.3 with one of its three default suites, from the end of
+ * the handshake on (the ~12 KiB of OpenSSL state become ~0.5 KiB). TLS 1.2
+ * connections keep their SSL. Nothing else changes for the caller.
+ */
+bool opd_tls_handed_off(const struct opd_tls *t);
 
 /* Why the connection failed ("" when it did not), e.g. "certificate verify failed: certificate
  * has expired". Borrowed. */
