@@ -22,6 +22,7 @@ struct opd_checkpointer {
 	bool paused;
 	bool stop;
 	int last_rc; /* of the thread's last checkpoint, logged once per change */
+	bool held;   /* writer's thread only: no checkpoint at all (opd_checkpointer_hold) */
 };
 
 static void *run(void *arg)
@@ -60,19 +61,19 @@ static int on_commit(void *arg, struct sqlite3 *db, const char *name, int pages)
 	struct opd_checkpointer *c = arg;
 	int log_pages, done;
 
+	if (pages < OPD_CKPT_PAGES || c->held)
+		return SQLITE_OK;
 	if (pages >= OPD_CKPT_MAX_PAGES) {
 		/* Copies what the thread has not yet; the next write then rewinds the WAL. */
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
 		return SQLITE_OK;
 	}
-	if (pages >= OPD_CKPT_PAGES) {
-		pthread_mutex_lock(&c->lock);
-		if (!c->busy && !c->requested) {
-			c->requested = true;
-			pthread_cond_signal(&c->cond);
-		}
-		pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->lock);
+	if (!c->busy && !c->requested) {
+		c->requested = true;
+		pthread_cond_signal(&c->cond);
 	}
+	pthread_mutex_unlock(&c->lock);
 	return SQLITE_OK;
 }
 
@@ -132,6 +133,22 @@ void opd_checkpointer_resume(struct opd_checkpointer *c)
 	c->paused = false;
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+void opd_checkpointer_hold(struct opd_checkpointer *c)
+{
+	if (c == NULL)
+		return;
+	opd_checkpointer_pause(c);
+	c->held = true;
+}
+
+void opd_checkpointer_unhold(struct opd_checkpointer *c)
+{
+	if (c == NULL)
+		return;
+	c->held = false;
+	opd_checkpointer_resume(c);
 }
 
 void opd_checkpointer_stop(struct opd_checkpointer *c)

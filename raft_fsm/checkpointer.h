@@ -35,6 +35,14 @@ int opd_checkpointer_start(struct sqlite3 *db, const char *path, struct opd_chec
 void opd_checkpointer_pause(struct opd_checkpointer *c);
 void opd_checkpointer_resume(struct opd_checkpointer *c);
 
+/*
+ * Pause, and keep the writer from checkpointing too, until unhold: the
+ * database file does not change meanwhile (the WAL grows instead), so a
+ * mapping of it stays one consistent image. On the writer's thread.
+ */
+void opd_checkpointer_hold(struct opd_checkpointer *c);
+void opd_checkpointer_unhold(struct opd_checkpointer *c);
+
 /* Stop the thread and close its connection; db gets automatic checkpoints back. NULL is a no-op. */
 void opd_checkpointer_stop(struct opd_checkpointer *c);
 

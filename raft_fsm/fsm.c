@@ -558,7 +558,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	}
 	b = raft_malloc(sizeof *b);
 	if (b == NULL) {
-		opd_store_image_free(f->snapshot);
+		opd_store_image_free(f->store, f->snapshot);
 		f->snapshot = NULL;
 		return RAFT_NOMEM;
 	}
@@ -579,7 +579,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 {
 	struct opd_fsm *f = fsm->data;
 
-	opd_store_image_free(f->snapshot);
+	opd_store_image_free(f->store, f->snapshot);
 	f->snapshot = NULL;
 	raft_free(*bufs);
 	*bufs = NULL;
@@ -649,7 +649,7 @@ int opd_fsm_init(struct opd_fsm *f, struct opd_store *store)
 void opd_fsm_fini(struct opd_fsm *f)
 {
 	opd_fsm_flush(f);
-	opd_store_image_free(f->snapshot);
+	opd_store_image_free(f->store, f->snapshot);
 	f->snapshot = NULL;
 }
 

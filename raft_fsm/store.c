@@ -7,12 +7,16 @@
 #include "mem.h"
 #include "sql_migrations.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /*
  * Statements are prepared once per store and kept (st->stmts, keyed by the
@@ -330,6 +334,7 @@ fail:
 
 void opd_store_close(struct opd_store *st)
 {
+	opd_store_image_free(st, st->mapped);
 	opd_checkpointer_stop(st->ckpt);
 	st->ckpt = NULL;
 	stmt_cache_clear(st);
@@ -1350,6 +1355,69 @@ void opd_store_rollback(struct opd_store *st)
 	tx_rollback(st, false);
 }
 
+/* One pragma's integer value, or -1. */
+static sqlite3_int64 pragma_int(struct opd_store *st, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	sqlite3_int64 v = -1;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/*
+ * Map the database file once a checkpoint has copied the whole WAL into it,
+ * and hold checkpoints (the only writes to that file in WAL mode) until
+ * opd_store_image_free: the mapping stays the image as of now. sqlite3_serialize
+ * gives the same bytes, but fetched and copied a page at a time on the loop
+ * (170 ms for a 276 MB store; reading the file into a buffer: 127 ms).
+ * Returns NULL when the file cannot serve: the caller then serializes.
+ */
+static uint8_t *map_image(struct opd_store *st, size_t *len)
+{
+	const char *path = sqlite3_db_filename(st->db, "main");
+	sqlite3_int64 pages, page_size;
+	int log_pages = -1, copied = -1, fd = -1;
+	struct stat sb;
+	void *p = MAP_FAILED;
+	size_t n = 0;
+
+	if (st->ckpt == NULL || st->mapped != NULL || path == NULL || path[0] == '\0')
+		return NULL;
+	opd_checkpointer_hold(st->ckpt);
+	if (sqlite3_wal_checkpoint_v2(st->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log_pages,
+				      &copied) != SQLITE_OK ||
+	    log_pages < 0 || copied != log_pages)
+		goto fail;
+	pages = pragma_int(st, "PRAGMA page_count");
+	page_size = pragma_int(st, "PRAGMA page_size");
+	if (pages <= 0 || page_size <= 0 || (uint64_t)pages > SIZE_MAX / (uint64_t)page_size)
+		goto fail;
+	n = (size_t)pages * (size_t)page_size;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
+	    (uint64_t)sb.st_size < (uint64_t)n)
+		goto fail;
+	p = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	fd = -1;
+	if (p == MAP_FAILED)
+		goto fail;
+	st->mapped = p;
+	st->mapped_len = n;
+	st->file_images++;
+	*len = n;
+	return p;
+fail:
+	if (fd >= 0)
+		close(fd);
+	opd_checkpointer_unhold(st->ckpt);
+	return NULL;
+}
+
 int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
 {
 	sqlite3_int64 n = 0;
@@ -1359,6 +1427,8 @@ int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
 		opd_errmsg_printf(st->errmsg, "serialize: a transaction is open");
 		return OPD_ESTORE;
 	}
+	if ((*out = map_image(st, len)) != NULL)
+		return 0;
 	p = sqlite3_serialize(st->db, "main", &n, 0);
 	if (p == NULL || n <= 0) {
 		sqlite3_free(p);
@@ -1369,8 +1439,14 @@ int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
 	return 0;
 }
 
-void opd_store_image_free(uint8_t *image)
+void opd_store_image_free(struct opd_store *st, uint8_t *image)
 {
+	if (image != NULL && image == st->mapped) {
+		munmap(st->mapped, st->mapped_len);
+		st->mapped = NULL;
+		opd_checkpointer_unhold(st->ckpt);
+		return;
+	}
 	sqlite3_free(image);
 }
 
@@ -1456,6 +1532,11 @@ int opd_store_restore(struct opd_store *st, const uint8_t *p, size_t len)
 		return OPD_EINVAL;
 	if (!sqlite3_get_autocommit(st->db)) {
 		opd_errmsg_printf(st->errmsg, "restore: a transaction is open");
+		return OPD_ESTORE;
+	}
+	/* raft installs no snapshot while it writes one of ours (it parks the install). */
+	if (st->mapped != NULL) {
+		opd_errmsg_printf(st->errmsg, "restore: a snapshot of this store is being written");
 		return OPD_ESTORE;
 	}
 	if (sqlite3_open_v2(":memory:", &tmp, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {

@@ -40,6 +40,9 @@ struct opd_checkpointer;
 struct opd_store {
 	struct sqlite3 *db;
 	struct opd_checkpointer *ckpt; /* WAL checkpoints on a thread; NULL for memory stores */
+	uint8_t *mapped; /* the image opd_store_serialize mapped, until released */
+	size_t mapped_len;
+	uint64_t file_images; /* images mapped so far */
 	char errmsg[OPD_ERRMSG_SIZE];
 	/* Private to store.c: statements prepared once per store (bench/PROFILE.md §1b). */
 	struct opd_store_stmt stmts[OPD_STORE_STMT_CACHE];
@@ -463,13 +466,17 @@ int opd_store_commit(struct opd_store *st) __attribute__((warn_unused_result));
 void opd_store_rollback(struct opd_store *st);
 
 /*
- * The whole database as bytes (sqlite3_serialize of "main"): *out is sqlite's
- * own copy (a snapshot can be tens of MiB: not copied again), released with
- * opd_store_image_free. 0 or OPD_ESTORE. Not while a transaction is open.
+ * The whole database as bytes, released with opd_store_image_free on the same
+ * store (opd_store_close releases one still out). A file store maps its
+ * database file read-only once a checkpoint has copied the whole WAL into it,
+ * and holds checkpoints until the image is released: a snapshot of a large
+ * store costs the loop a checkpoint, not a read of every page. Otherwise
+ * (memory stores, a WAL not all copied, an image already out) it is
+ * sqlite3_serialize's copy. 0 or OPD_ESTORE. Not while a transaction is open.
  */
 int opd_store_serialize(struct opd_store *st, uint8_t **out, size_t *len)
     __attribute__((warn_unused_result));
-void opd_store_image_free(uint8_t *image);
+void opd_store_image_free(struct opd_store *st, uint8_t *image);
 
 /*
  * Replace the whole database with serialized bytes (borrowed; copied). They

@@ -216,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dump(&two, &d3);
 	if (!same(&d1, &d3))
 		abort();
-	opd_store_image_free(snap);
+	opd_store_image_free(&one.st, snap);
 	replica_close(&two);
 	replica_close(&one);
 	opd_buf_fini(&d1);

@@ -669,7 +669,7 @@ static void test_same_commands_same_dump(void **state)
 	assert_int_equal(opd_store_restore(&s3, image, image_len), 0);
 	dump(&s3, &d3);
 	assert_string_equal((const char *)opd_buf_rptr(&d1), (const char *)opd_buf_rptr(&d3));
-	opd_store_image_free(image);
+	opd_store_image_free(&s1, image);
 
 	opd_buf_fini(&d0);
 	opd_buf_fini(&d1);

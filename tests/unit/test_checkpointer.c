@@ -116,6 +116,46 @@ static void test_writer_checkpoints_past_the_maximum(void **state)
 	opd_checkpointer_resume(f->st.ckpt);
 }
 
+/*
+ * A snapshot image mapped from the checkpointed file is what sqlite3_serialize
+ * gives, stays so while writes go on (checkpoints held), and restores.
+ */
+static void test_image_from_file(void **state)
+{
+	struct fx *f = *state;
+	sqlite3_int64 n = 0;
+	uint8_t *fast, *again;
+	unsigned char *slow;
+	size_t len, len2;
+	struct opd_store other;
+
+	fill(f, 300);
+	assert_int_equal(opd_store_serialize(&f->st, &fast, &len), 0);
+	assert_int_equal(f->st.file_images, 1);
+	slow = sqlite3_serialize(f->st.db, "main", &n, 0);
+	assert_non_null(slow);
+	assert_int_equal(len, (size_t)n);
+	assert_memory_equal(fast, slow, len);
+	/* Writes past the checkpoint mark leave the mapped image alone. */
+	fill(f, OPD_CKPT_MAX_PAGES + 100);
+	assert_memory_equal(fast, slow, len);
+	/* A second image while the first is out is a copy. */
+	assert_int_equal(opd_store_serialize(&f->st, &again, &len2), 0);
+	assert_int_equal(f->st.file_images, 1);
+	assert_true(len2 > len);
+	opd_store_image_free(&f->st, again);
+	assert_int_equal(opd_store_open(&other, ":memory:"), 0);
+	assert_int_equal(opd_store_restore(&other, fast, len), 0);
+	opd_store_close(&other);
+	sqlite3_free(slow);
+	opd_store_image_free(&f->st, fast);
+	/* Released: checkpoints run again and the next image is mapped. */
+	fill(f, 100);
+	assert_int_equal(opd_store_serialize(&f->st, &fast, &len), 0);
+	assert_int_equal(f->st.file_images, 2);
+	opd_store_image_free(&f->st, fast);
+}
+
 /* A memory store has no WAL and no thread. */
 static void test_memory_store_has_none(void **state)
 {
@@ -133,6 +173,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_thread_checkpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_writer_checkpoints_past_the_maximum, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_image_from_file, setup, teardown),
 	    cmocka_unit_test(test_memory_store_has_none),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -860,7 +860,7 @@ static void test_serialize_restore_memory(void **state)
 	free(b);
 	free(a);
 	free(bad);
-	opd_store_image_free(img);
+	opd_store_image_free(st, img);
 	opd_store_close(&fresh);
 }
 
@@ -884,7 +884,7 @@ static void test_serialize_restore_file(void **state)
 	b = dump_str(&st);
 	assert_string_equal(a, b);
 	free(b);
-	opd_store_image_free(img);
+	opd_store_image_free(src, img);
 	sqlite3_stmt *stmt;
 	assert_int_equal(sqlite3_prepare_v2(st.db, "PRAGMA journal_mode", -1, &stmt, NULL),
 			 SQLITE_OK);
@@ -892,6 +892,10 @@ static void test_serialize_restore_file(void **state)
 	assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
 	sqlite3_finalize(stmt);
 	assert_int_equal(opd_store_serialize(&st, &img, &len), 0);
+	uint8_t *copy = malloc(len); /* an image does not outlive its store */
+	assert_non_null(copy);
+	memcpy(copy, img, len);
+	opd_store_image_free(&st, img);
 	opd_store_close(&st);
 
 	/* Survives a reopen of the file. */
@@ -903,12 +907,12 @@ static void test_serialize_restore_file(void **state)
 
 	/* The WAL-mode image restores into a memory store too. */
 	assert_int_equal(opd_store_open(&st, ":memory:"), 0);
-	assert_int_equal(opd_store_restore(&st, img, len), 0);
+	assert_int_equal(opd_store_restore(&st, copy, len), 0);
 	b = dump_str(&st);
 	assert_string_equal(a, b);
 	free(b);
 	opd_store_close(&st);
-	opd_store_image_free(img);
+	free(copy);
 	free(a);
 
 	unlink(path);
