@@ -267,19 +267,31 @@ static void on_changed(void *data, const struct opd_apply_result *res)
 	n->changed++;
 }
 
-static void node_init(struct node *n, struct raft_fixture *f, unsigned i)
+/* A state machine over n's open store, with n's hooks. */
+static void fsm_attach(struct node *n)
 {
-	memset(n, 0, sizeof *n);
-	if (opd_store_open(&n->store, ":memory:") != 0)
-		fail_msg("open: %s", opd_store_errmsg(&n->store));
 	assert_int_equal(opd_fsm_init(&n->fsm, &n->store), 0);
-	n->f = f;
-	n->i = i;
-	n->next = 1;
-	n->fsm.next_index = f ? fixture_next : direct_next;
+	n->fsm.next_index = n->f ? fixture_next : direct_next;
 	n->fsm.index_data = n;
 	n->fsm.changed = on_changed;
 	n->fsm.changed_data = n;
+}
+
+/* A replica over a store at path (":memory:" for most tests). */
+static void node_init_at(struct node *n, struct raft_fixture *f, unsigned i, const char *path)
+{
+	memset(n, 0, sizeof *n);
+	if (opd_store_open(&n->store, path) != 0)
+		fail_msg("open: %s", opd_store_errmsg(&n->store));
+	n->f = f;
+	n->i = i;
+	n->next = 1;
+	fsm_attach(n);
+}
+
+static void node_init(struct node *n, struct raft_fixture *f, unsigned i)
+{
+	node_init_at(n, f, i, ":memory:");
 }
 
 static void node_fini(struct node *n)
@@ -606,14 +618,7 @@ static void test_group_commit(void **state)
 	b.next = 3;
 	apply_script_direct(&b); /* indexes 3..19, one commit each */
 
-	node_init(&a, NULL, 0);
-	opd_store_close(&a.store);
-	assert_int_equal(opd_store_open(&a.store, path), 0);
-	assert_int_equal(opd_fsm_init(&a.fsm, &a.store), 0);
-	a.fsm.next_index = direct_next;
-	a.fsm.index_data = &a;
-	a.fsm.changed = on_changed;
-	a.fsm.changed_data = &a;
+	node_init_at(&a, NULL, 0, path);
 	a.fsm.batch_max = 8;
 	a.next = 3;
 	apply_script_direct(&a);
@@ -632,11 +637,7 @@ static void test_group_commit(void **state)
 	/* Crash: the open transaction is rolled back; the replay skips 3..18 and applies 19. */
 	opd_store_close(&a.store);
 	assert_int_equal(opd_store_open(&a.store, path), 0);
-	assert_int_equal(opd_fsm_init(&a.fsm, &a.store), 0);
-	a.fsm.next_index = direct_next;
-	a.fsm.index_data = &a;
-	a.fsm.changed = on_changed;
-	a.fsm.changed_data = &a;
+	fsm_attach(&a);
 	a.fsm.batch_max = 8;
 	assert_int_equal(opd_fsm_applied_index(&a.fsm), 18);
 	a.next = 3;

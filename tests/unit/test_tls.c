@@ -15,6 +15,7 @@
 
 #include "err.h"
 #include "hex.h"
+#include "ossl_count.h"
 #include "test_ca.h"
 #include "tls.h"
 
@@ -24,59 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- live bytes allocated by OpenSSL (installed before its first allocation) ---- */
-
-static long long live_bytes;
-
-#define HDR 16 /* keeps the alignment of malloc */
-
-static void *count_malloc(size_t n, const char *file, int line)
-{
-	uint8_t *p = malloc(n + HDR);
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &n, sizeof n);
-	live_bytes += (long long)n;
-	return p + HDR;
-}
-
-static void count_free(void *q, const char *file, int line)
-{
-	uint8_t *p = q;
-	size_t n;
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return;
-	memcpy(&n, p - HDR, sizeof n);
-	live_bytes -= (long long)n;
-	free(p - HDR);
-}
-
-static void *count_realloc(void *q, size_t n, const char *file, int line)
-{
-	uint8_t *p = q, *np;
-	size_t old;
-
-	if (p == NULL)
-		return count_malloc(n, file, line);
-	if (n == 0) {
-		count_free(q, file, line);
-		return NULL;
-	}
-	memcpy(&old, p - HDR, sizeof old);
-	np = realloc(p - HDR, n + HDR);
-	if (np == NULL)
-		return NULL;
-	memcpy(np, &n, sizeof n);
-	live_bytes += (long long)n - (long long)old;
-	return np + HDR;
-}
 
 /* ---- fixture: a test CA, another CA, server and client certificates ---- */
 
@@ -670,9 +618,9 @@ static long long default_idle_bytes(size_t n)
 		got += (size_t)r;
 	assert_int_equal(got, n);
 	ERR_clear_error();
-	before = live_bytes;
+	before = opd_ossl_live_bytes();
 	SSL_free(s);
-	before -= live_bytes;
+	before -= opd_ossl_live_bytes();
 	SSL_free(c);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
@@ -684,11 +632,11 @@ static long long default_idle_bytes(size_t n)
 /* Bytes freed with p's server connection. */
 static long long server_held(struct pair *p)
 {
-	long long before = live_bytes;
+	long long before = opd_ossl_live_bytes();
 
 	opd_tls_free(p->s);
 	p->s = NULL;
-	return before - live_bytes;
+	return before - opd_ossl_live_bytes();
 }
 
 /*
@@ -825,9 +773,7 @@ int main(void)
 	};
 
 	/* Before OpenSSL allocates anything, so that every byte it holds is counted. */
-	if (CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free) != 1) {
-		fprintf(stderr, "CRYPTO_set_mem_functions failed: OpenSSL allocated already\n");
+	if (opd_ossl_count_install() != 0)
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

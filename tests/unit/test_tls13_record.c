@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "hex.h"
+#include "ossl_count.h"
 #include "test_ca.h"
 #include "tls.h"
 #include "tls13_record.h"
@@ -28,59 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- live bytes allocated by OpenSSL (installed before its first allocation) ---- */
-
-static long long live_bytes;
-
-#define HDR 16 /* keeps the alignment of malloc */
-
-static void *count_malloc(size_t n, const char *file, int line)
-{
-	uint8_t *p = malloc(n + HDR);
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &n, sizeof n);
-	live_bytes += (long long)n;
-	return p + HDR;
-}
-
-static void count_free(void *q, const char *file, int line)
-{
-	uint8_t *p = q;
-	size_t n;
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return;
-	memcpy(&n, p - HDR, sizeof n);
-	live_bytes -= (long long)n;
-	free(p - HDR);
-}
-
-static void *count_realloc(void *q, size_t n, const char *file, int line)
-{
-	uint8_t *p = q, *np;
-	size_t old;
-
-	if (p == NULL)
-		return count_malloc(n, file, line);
-	if (n == 0) {
-		count_free(q, file, line);
-		return NULL;
-	}
-	memcpy(&old, p - HDR, sizeof old);
-	np = realloc(p - HDR, n + HDR);
-	if (np == NULL)
-		return NULL;
-	memcpy(np, &n, sizeof n);
-	live_bytes += (long long)n - (long long)old;
-	return np + HDR;
-}
 
 /* ---- fixture: a CA, a server certificate, a client certificate naming a uid ---- */
 
@@ -788,11 +736,11 @@ static void mtls_facts_kept(void **state)
 /* OpenSSL-allocated bytes freed with the server side of p (an idle connection). */
 static long long server_held(struct pair *p)
 {
-	long long before = live_bytes;
+	long long before = opd_ossl_live_bytes();
 
 	opd_tls_free(p->s);
 	p->s = NULL;
-	return before - live_bytes;
+	return before - opd_ossl_live_bytes();
 }
 
 /*
@@ -852,10 +800,8 @@ int main(void)
 	};
 
 	/* Before OpenSSL allocates anything, so that every byte it holds is counted. */
-	if (CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free) != 1) {
-		fprintf(stderr, "CRYPTO_set_mem_functions failed: OpenSSL allocated already\n");
+	if (opd_ossl_count_install() != 0)
 		return 1;
-	}
 	client_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
