@@ -235,11 +235,7 @@ class Node:
             self.admin.close()
 
     def rss_kib(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return None
+        return proc_rss_kib(self.proc.pid)
 
     def cpu_s(self):
         return proc_cpu_s(self.proc.pid)
@@ -253,6 +249,14 @@ def proc_cpu_s(pid):
     with open("/proc/%d/stat" % pid) as f:
         v = f.read().rsplit(")", 1)[1].split()
     return (int(v[11]) + int(v[12])) / HZ
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
 
 
 def tcp_mem_kib():

@@ -28,13 +28,14 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-HZ = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (its processes, /proc readers and percentile)
+
 TARGET_PLAIN_KIB = 4.0
 TARGET_TLS_KIB = 12.0
 FD_LIMIT_PER_LOADGEN = 19900  # 20,000 open files minus loadgen's reserve (64), rounded down
@@ -45,27 +46,7 @@ def log(msg):
     print("[scale %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def proc_cpu_s(pid):
-    """User + system CPU seconds of a process."""
-    with open("/proc/%d/stat" % pid) as f:
-        v = f.read().rsplit(")", 1)[1].split()
-    return (int(v[11]) + int(v[12])) / HZ
-
-
-def proc_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
+proc_cpu_s, proc_rss_kib, pct = bench.proc_cpu_s, bench.proc_rss_kib, bench.pct
 
 
 def slab_kib():
@@ -150,106 +131,18 @@ def wait_for_others(mine, enabled):
 # ----------------------------------------------------------------------------- processes
 
 
-class Admin:
-    def __init__(self, port, token, timeout=20):
-        self.port, self.token, self.timeout = port, token, timeout
+class Node(bench.Node):
+    """bench.Node with an optional TLS certificate (cert, key) on the OpAMP listener."""
 
-    def request(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        try:
-            hdr = {"Authorization": "Bearer " + self.token}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdr["Content-Type"] = "application/json"
-            c.request(method, path, body=data, headers=hdr)
-            r = c.getresponse()
-            raw = r.read()
-            return r.status, raw
-        finally:
-            c.close()
-
-    def json(self, method, path, body=None):
-        st, raw = self.request(method, path, body)
-        try:
-            return st, json.loads(raw) if raw else None
-        except ValueError:
-            return st, None
-
-    def metric(self, name):
-        try:
-            st, raw = self.request("GET", "/metrics")
-        except (OSError, http.client.HTTPException):
-            return None
-        for line in raw.decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
-
-
-class Node:
     def __init__(self, binary, root, node_id=1, tls=None, key=None, extra=None):
-        self.bin, self.id, self.tls, self.key = binary, node_id, tls, key
-        self.dir = os.path.join(root, "n%d" % node_id)
-        self.opamp, self.admin_port, self.raft = free_port(), free_port(), free_port()
-        self.voters = []
-        self.extra = extra or []
-        self.proc = None
-        self.admin = None
-        os.makedirs(self.dir, exist_ok=True)
+        super().__init__(binary, root, node_id, key=key, extra=extra)
+        self.tls = tls
 
-    def voter_line(self):
-        return "%d=127.0.0.1:%d=http://127.0.0.1:%d" % (self.id, self.raft, self.admin_port)
-
-    def start(self):
-        a = [self.bin, "serve", "--node-id", str(self.id), "--data-dir", self.dir,
-             "--opamp-listen", "127.0.0.1:%d" % self.opamp,
-             "--admin-listen", "127.0.0.1:%d" % self.admin_port,
-             "--raft-listen", "127.0.0.1:%d" % self.raft,
-             "--ready-file", os.path.join(self.dir, "ready.json"), "--log-level", "warn"]
+    def args(self):
+        a = super().args()
         if self.tls:
             a += ["--opamp-tls-cert", self.tls[0], "--opamp-tls-key", self.tls[1]]
-        if self.key:
-            a += ["--signing-key", self.key]
-        for v in self.voters:
-            a += ["--voter", v]
-        self.log = open(os.path.join(self.dir, "stderr.log"), "ab")
-        self.proc = subprocess.Popen(a + self.extra, stdout=subprocess.DEVNULL, stderr=self.log)
-
-    def wait_ready(self, timeout=60):
-        ready = os.path.join(self.dir, "ready.json")
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError("opampd node %d exited (%d); see %s/stderr.log" %
-                                   (self.id, self.proc.returncode, self.dir))
-            if os.path.exists(ready):
-                with open(os.path.join(self.dir, "admin.token")) as f:
-                    self.admin = Admin(self.admin_port, f.read().strip())
-                return
-            time.sleep(0.05)
-        raise RuntimeError("opampd node %d not ready in %d s" % (self.id, timeout))
-
-    def stop(self, timeout=60):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def rss(self):
-        return proc_rss_kib(self.proc.pid)
-
-    def cpu(self):
-        return proc_cpu_s(self.proc.pid)
+        return a
 
     def url(self):
         return "%s://127.0.0.1:%d/v1/opamp" % ("wss" if self.tls else "ws", self.opamp)
@@ -350,15 +243,8 @@ def heap_stats(node, trim=False):
             if k in ("system_bytes", "in_use_bytes"):
                 out[k] = int(v.strip())
     if trim:
-        out["rss_kib_after_trim"] = node.rss()
+        out["rss_kib_after_trim"] = node.rss_kib()
     return out
-
-
-def pct(sorted_vals, q):
-    if not sorted_vals:
-        return None
-    k = max(0, min(len(sorted_vals) - 1, int(-(-q * len(sorted_vals) // 1)) - 1))
-    return sorted_vals[k]
 
 
 def fanout_yaml(v):
@@ -443,12 +329,12 @@ class Scale:
                  str(self.a.handshake_rate if handshake_rate is None else handshake_rate)]
         node = Node(self.opampd, os.path.join(self.root, name), tls=tls, extra=extra)
         self.nodes.append(node)
-        node.start()
-        node.wait_ready()
+        node.start(wait=False)
+        node.wait_ready(timeout=60)
         time.sleep(1.0)
         load0 = load_now()
-        rss0, slab0 = node.rss(), slab_kib()
-        cpu_c0 = node.cpu()
+        rss0, slab0 = node.rss_kib(), slab_kib()
+        cpu_c0 = node.cpu_s()
         heap0 = heap_stats(node) if self.a.heap_probe else None
         lg_extra = ["--ca", tls[0]] if tls else []
         lg = Loadgen(self.loadgen, self.root, name,
@@ -457,11 +343,11 @@ class Scale:
         t0 = time.time()
         st, took = wait_all([lg], lambda s: s["ever_ready"] >= n,
                             timeout=max(180, 8 * n / rate))
-        cpu_connect = node.cpu() - cpu_c0
+        cpu_connect = node.cpu_s() - cpu_c0
         lg_cpu_connect = proc_cpu_s(lg.proc.pid)
         others = others_running(self.mine())
         time.sleep(3)  # every agent has had the reply to its full report
-        rss1, slab1 = node.rss(), slab_kib()
+        rss1, slab1 = node.rss_kib(), slab_kib()
         lg_rss1 = proc_rss_kib(lg.proc.pid)
         res = {"agents": n, "transport": "wss (TLS 1.3)" if tls else "ws",
                "rate_asked": rate, "max_handshake_rate": extra[1], "load_before": load0,
@@ -474,13 +360,13 @@ class Scale:
                "loadgen_cpu_s_while_connecting": round(lg_cpu_connect, 2)}
         if idle_window > 0:
             m0 = node.admin.metric("opampd_messages_websocket_total")
-            s0, c0, lc0, t_0 = lg.status(), node.cpu(), proc_cpu_s(lg.proc.pid), time.time()
+            s0, c0, lc0, t_0 = lg.status(), node.cpu_s(), proc_cpu_s(lg.proc.pid), time.time()
             la = [loadavg()]
             end = t_0 + idle_window
             while time.time() < end:
                 time.sleep(min(10, max(0.1, end - time.time())))
                 la.append(loadavg())
-            c1, lc1, t_1, s1 = node.cpu(), proc_cpu_s(lg.proc.pid), time.time(), lg.status()
+            c1, lc1, t_1, s1 = node.cpu_s(), proc_cpu_s(lg.proc.pid), time.time(), lg.status()
             m1 = node.admin.metric("opampd_messages_websocket_total")
             dt, cpu = t_1 - t_0, c1 - c0
             msgs = m1 - m0 if m0 is not None and m1 is not None else None
@@ -495,7 +381,7 @@ class Scale:
                 "loadavg_1m_during": [x[0] for x in la],
                 "heartbeat_interval_s": 30}
             others += others_running(self.mine())
-            res["rss_kib_after_idle"] = node.rss()
+            res["rss_kib_after_idle"] = node.rss_kib()
             res["rss_per_agent_kib_after_idle"] = round((res["rss_kib_after_idle"] - rss0) / n, 3)
         if self.a.heap_probe:
             heap1 = heap_stats(node, trim=True)
@@ -583,16 +469,16 @@ class Scale:
         voters = [n.voter_line() for n in nodes]
         for n in nodes:
             n.voters = voters
-            n.start()
+            n.start(wait=False)
         for n in nodes:
-            n.wait_ready()
+            n.wait_ready(timeout=60)
         leader = self.leader(nodes)
         time.sleep(2)
         load0 = load_now()
         top = top_cpu()
-        rss0 = {n.id: n.rss() for n in nodes}
+        rss0 = {n.id: n.rss_kib() for n in nodes}
         slab0 = slab_kib()
-        cpu0 = {n.id: n.cpu() for n in nodes}
+        cpu0 = {n.id: n.cpu_s() for n in nodes}
         fleet = "scale"
         lgs = []
         t_start = time.time()
@@ -616,15 +502,15 @@ class Scale:
             raise RuntimeError("cluster: agents not all connected in time: %s" %
                                [(l.status() or {}).get("ever_ready") for l in lgs])
         t_all = time.time() - t_start
-        cpu_conn = {n.id: round(n.cpu() - cpu0[n.id], 2) for n in nodes}
+        cpu_conn = {n.id: round(n.cpu_s() - cpu0[n.id], 2) for n in nodes}
         lg_cpu_conn = [round(proc_cpu_s(l.proc.pid), 2) for l in lgs]
         time.sleep(5)
-        rss1 = {n.id: n.rss() for n in nodes}
+        rss1 = {n.id: n.rss_kib() for n in nodes}
         slab1 = slab_kib()
         lg_rss = [proc_rss_kib(l.proc.pid) for l in lgs]
         others_during = others_running(self.mine())
         # Idle window: every node at once.
-        c0 = {n.id: n.cpu() for n in nodes}
+        c0 = {n.id: n.cpu_s() for n in nodes}
         m0 = {n.id: n.admin.metric("opampd_messages_websocket_total") for n in nodes}
         s0 = [l.status() for l in lgs]
         t0 = time.time()
@@ -634,10 +520,10 @@ class Scale:
             time.sleep(min(10, max(0.1, end - time.time())))
             la.append(loadavg())
         dt = time.time() - t0
-        c1 = {n.id: n.cpu() for n in nodes}
+        c1 = {n.id: n.cpu_s() for n in nodes}
         m1 = {n.id: n.admin.metric("opampd_messages_websocket_total") for n in nodes}
         s1 = [l.status() for l in lgs]
-        rss2 = {n.id: n.rss() for n in nodes}
+        rss2 = {n.id: n.rss_kib() for n in nodes}
         others_during += others_running(self.mine())
         per_node = []
         for i, n in enumerate(nodes):
