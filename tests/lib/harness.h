@@ -16,6 +16,11 @@ struct opd_fake_clock {
 void opd_fake_clock_init(struct opd_fake_clock *fc, uint64_t start_ms);
 void opd_fake_clock_advance(struct opd_fake_clock *fc, uint64_t ms);
 
+struct opd_registry;
+
+/* Default settings, no configuration for anyone, every new agent's uid 0x77... (tests/lib). */
+void opd_test_registry_init(struct opd_registry *r);
+
 #include "configs.h"
 #include "sign.h"
 

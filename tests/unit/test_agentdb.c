@@ -14,29 +14,6 @@
 
 #include <cmocka.h>
 
-static int no_desired(void *data, const struct opd_agent *a, struct opd_desired *out)
-{
-	(void)data;
-	(void)a;
-	(void)out;
-	return OPD_ENOTFOUND;
-}
-
-static void no_uid(void *data, uint8_t uid[OPD_UID_LEN])
-{
-	(void)data;
-	memset(uid, 0x77, OPD_UID_LEN);
-}
-
-static void registry_new(struct opd_registry *r)
-{
-	struct opd_registry_settings s;
-	struct opd_registry_ops ops = {no_desired, no_uid, NULL};
-
-	opd_registry_settings_default(&s);
-	opd_registry_init(r, &s, &ops);
-}
-
 static void test_flush_and_load_round_trip(void **state)
 {
 	char dir[] = "/tmp/opd-agentdb-XXXXXX", path[256];
@@ -51,7 +28,7 @@ static void test_flush_and_load_round_trip(void **state)
 	snprintf(path, sizeof path, "%s/agents.db", dir);
 	memset(uid, 0xab, sizeof uid);
 
-	registry_new(&r1);
+	opd_test_registry_init(&r1);
 	a = opd_registry_get(&r1, uid, &created);
 	assert_non_null(a);
 	opd_kvs_add(&a->ident, "service.name", "gw");
@@ -75,7 +52,7 @@ static void test_flush_and_load_round_trip(void **state)
 	assert_int_equal(opd_agentdb_flush(&db, &r1, 0), 0);
 	opd_agentdb_close(&db);
 
-	registry_new(&r2);
+	opd_test_registry_init(&r2);
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
 	assert_int_equal(opd_agentdb_load(&db, &r2), 1);
 	a = opd_registry_find(&r2, uid);

@@ -19,29 +19,6 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-static int no_desired(void *data, const struct opd_agent *a, struct opd_desired *out)
-{
-	(void)data;
-	(void)a;
-	(void)out;
-	return OPD_ENOTFOUND;
-}
-
-static void no_uid(void *data, uint8_t uid[OPD_UID_LEN])
-{
-	(void)data;
-	memset(uid, 0x77, OPD_UID_LEN);
-}
-
-static void registry_new(struct opd_registry *r)
-{
-	struct opd_registry_settings s;
-	struct opd_registry_ops ops = {no_desired, no_uid, NULL};
-
-	opd_registry_settings_default(&s);
-	opd_registry_init(r, &s, &ops);
-}
-
 static struct opd_agent *agent(struct opd_registry *r, unsigned i)
 {
 	uint8_t uid[OPD_UID_LEN];
@@ -104,7 +81,7 @@ static void test_only_changed_columns(void **state)
 	int64_t seq;
 
 	(void)state;
-	registry_new(&r);
+	opd_test_registry_init(&r);
 	assert_int_equal(opd_agentdb_open(&db, ":memory:"), 0);
 	a = agent(&r, 1);
 	a->last_seq = 5;
@@ -157,7 +134,7 @@ static void test_loaded_and_many(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof path, "%s/agents.db", dir);
-	registry_new(&r1);
+	opd_test_registry_init(&r1);
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
 	for (unsigned i = 0; i < n; i++)
 		agent(&r1, i)->last_seq = i;
@@ -165,7 +142,7 @@ static void test_loaded_and_many(void **state)
 	opd_agentdb_close(&db);
 	opd_registry_fini(&r1);
 
-	registry_new(&r2);
+	opd_test_registry_init(&r2);
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
 	assert_int_equal(opd_agentdb_load(&db, &r2), (int)n);
 	/* Every agent marked, then every agent dirty, every third with a new description. */
@@ -222,7 +199,7 @@ static void test_capped_flush_takes_turns(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof path, "%s/agents.db", dir);
-	registry_new(&r);
+	opd_test_registry_init(&r);
 	assert_int_equal(opd_agentdb_open(&db, path), 0);
 	for (unsigned i = 0; i < n; i++)
 		agent(&r, i)->dirty = 1;
