@@ -506,9 +506,8 @@ static json_t *status_json(struct opd_cluster *c)
 		opd_buf_fini(&dump);
 		json_object_set_new(o, "store_digest", json_string(hex));
 	}
-	opd_configs_settle(c->configs);
 	json_object_set_new(o, "unverified_versions",
-			    json_integer((json_int_t)c->configs->unverified));
+			    json_integer((json_int_t)opd_configs_unverified(c->configs)));
 	return o;
 }
 

@@ -331,6 +331,18 @@ void opd_configs_settle(struct opd_configs *c)
 	active_settle(c);
 }
 
+size_t opd_configs_served(struct opd_configs *c)
+{
+	opd_configs_settle(c);
+	return c->n_active;
+}
+
+uint64_t opd_configs_unverified(struct opd_configs *c)
+{
+	opd_configs_settle(c);
+	return c->unverified;
+}
+
 /*
  * Note that name changed. Reading, verifying (~120 us of Ed25519 on a
  * follower) and packing it wait for the next settle: on a node with agents

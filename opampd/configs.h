@@ -48,7 +48,7 @@ struct opd_configs {
 	struct opd_node *node;           /* borrowed; NULL: apply directly (tests) */
 	const struct opd_signer *signer; /* borrowed; signs new versions on the leader */
 	const struct opd_clock *clock;
-	struct opd_hlc hlc;               /* this node's clock for stamping commands */
+	struct opd_hlc hlc; /* this node's clock for stamping commands */
 	/*
 	 * The active set: read with opd_configs_settle first. An applied change
 	 * only names the configuration in stale; it is read, verified and packed
@@ -148,6 +148,10 @@ int opd_configs_verify(struct opd_configs *c, const struct opd_version_info *v,
 
 /* Load every stale configuration: n_active and unverified are current afterwards. */
 void opd_configs_settle(struct opd_configs *c);
+
+/* Configurations served, and active versions refused (bad signature), settled first. */
+size_t opd_configs_served(struct opd_configs *c);
+uint64_t opd_configs_unverified(struct opd_configs *c);
 
 /*
  * The registry port: desired configuration of agent a (settles first). 0 or

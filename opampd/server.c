@@ -466,12 +466,11 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		s->opamp.tls_failures);
 	COUNTER("opampd_config_pushes_total", "Remote configs pushed without a request.",
 		e->pushes);
-	opd_configs_settle(&s->configs);
 	GAUGE("opampd_configs_active", "Configurations served (verified active versions).",
-	      s->configs.n_active);
+	      opd_configs_served(&s->configs));
 	GAUGE("opampd_unverified_versions",
 	      "Active versions whose signature fails verification on this node (never served).",
-	      s->configs.unverified);
+	      opd_configs_unverified(&s->configs));
 	COUNTER("opampd_forwarded_writes_total", "Writes forwarded to the leader.",
 		s->cluster.forwarded);
 	COUNTER("opampd_forward_failures_total", "Forwards the leader did not answer.",

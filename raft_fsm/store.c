@@ -1355,17 +1355,17 @@ void opd_store_rollback(struct opd_store *st)
 	tx_rollback(st, false);
 }
 
-/* One pragma's integer value, or -1. */
-static sqlite3_int64 pragma_int(struct opd_store *st, const char *sql)
+/* The integer a one-row statement answers (a pragma), or -1. */
+static sqlite3_int64 query_int(struct opd_store *st, const char *sql)
 {
 	sqlite3_stmt *stmt;
 	sqlite3_int64 v = -1;
 
-	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+	if (query(st, &stmt, sql, "") != 0)
 		return -1;
-	if (sqlite3_step(stmt) == SQLITE_ROW)
+	if (step(st, stmt) == 1)
 		v = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
+	stmt_done(st, stmt);
 	return v;
 }
 
@@ -1393,8 +1393,8 @@ static uint8_t *map_image(struct opd_store *st, size_t *len)
 				      &copied) != SQLITE_OK ||
 	    log_pages < 0 || copied != log_pages)
 		goto fail;
-	pages = pragma_int(st, "PRAGMA page_count");
-	page_size = pragma_int(st, "PRAGMA page_size");
+	pages = query_int(st, "PRAGMA page_count");
+	page_size = query_int(st, "PRAGMA page_size");
 	if (pages <= 0 || page_size <= 0 || (uint64_t)pages > SIZE_MAX / (uint64_t)page_size)
 		goto fail;
 	n = (size_t)pages * (size_t)page_size;
