@@ -334,7 +334,7 @@ static void test_dump_identical(void **state)
 	assert_string_equal((const char *)opd_buf_rptr(&da), (const char *)opd_buf_rptr(&db));
 	/* Every table is there, with hex blobs and escaped text. */
 	const char *text = (const char *)opd_buf_rptr(&da);
-	assert_non_null(strstr(text, "user_version 4\n"));
+	assert_non_null(strstr(text, "user_version 5\n"));
 	assert_non_null(strstr(text, "table config_version_selectors\n"));
 	assert_non_null(strstr(text, "table members\n"));
 	assert_non_null(strstr(text, "table requests\n"));
@@ -345,8 +345,8 @@ static void test_dump_identical(void **state)
 	assert_non_null(strstr(text, "table config_versions\n"));
 	assert_non_null(strstr(text, "table configs\n"));
 	assert_non_null(strstr(text, "table meta\n"));
-	assert_non_null(strstr(text, "row 'alpha' 1 'z.yaml' 'text/yaml' x'6b3a20760a'\n"));
-	assert_non_null(strstr(text, "row 'alpha' 1 'a.txt' 'text/plain' x''\n"));
+	assert_non_null(strstr(text, " 'alpha' 1 'z.yaml' 'text/yaml' x'6b3a20760a'\n"));
+	assert_non_null(strstr(text, " 'alpha' 1 'a.txt' 'text/plain' x''\n"));
 	assert_non_null(strstr(text, "'rollback' 'alpha' 1 'from 2'"));
 	opd_buf_fini(&db);
 
@@ -968,6 +968,58 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/*
+ * A version-4 database (files in the WITHOUT ROWID table) is migrated: every
+ * file keeps its bytes, in name order, and the next version is written beside them.
+ */
+static void test_migrate_files_to_rowid(void **state)
+{
+	char dir[] = "/tmp/opd_store_XXXXXX", path[64];
+	struct opd_store st;
+	struct opd_version_info v;
+	sqlite3 *db;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/v4.db", dir);
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sqlite3_exec(db, opd_sql_migrations[i], NULL, NULL, NULL),
+				 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "PRAGMA user_version = 4;"
+			 "INSERT INTO configs VALUES ('c', 0, 1, 1, 0, 1, 1);"
+			 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms)"
+			 " VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
+			 "INSERT INTO config_files VALUES ('c', 1, 'z.yaml', 'text/yaml', zeroblob(5000));"
+			 "INSERT INTO config_files VALUES ('c', 1, 'a.yaml', 'text/yaml', x'6869');",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(opd_store_open(&st, path), 0);
+	assert_int_equal(opd_store_get_version(&st, "c", 1, &v), 0);
+	assert_int_equal(v.files.n, 2);
+	assert_string_equal(v.files.v[0].name, "a.yaml");
+	assert_int_equal(v.files.v[0].len, 2);
+	assert_memory_equal(v.files.v[0].body, "hi", 2);
+	assert_string_equal(v.files.v[1].name, "z.yaml");
+	assert_int_equal(v.files.v[1].len, 5000);
+	opd_version_info_fini(&v);
+	assert_int_equal(put(&st, "c", "x: 1", 0, NULL, 2, 1), 2);
+	assert_int_equal(opd_store_get_version(&st, "c", 2, &v), 0);
+	assert_int_equal(v.files.n, 2);
+	assert_string_equal(v.files.v[1].name, "z.yaml");
+	assert_memory_equal(v.files.v[1].body, "x: 1", 4);
+	opd_version_info_fini(&v);
+	opd_store_close(&st);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -994,6 +1046,7 @@ int main(void)
 	    T(test_serialize_restore_memory),
 	    T(test_serialize_restore_file),
 	    cmocka_unit_test(test_migrate_from_v1),
+	    cmocka_unit_test(test_migrate_files_to_rowid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
