@@ -56,10 +56,12 @@ def main():
         perf = start_perf(a, recorded.proc.pid)
         b.a.write_window = a.window
         cpu0 = [n.cpu_s() for n in nodes]
+        io0 = [proc_write_bytes(n.proc.pid) for n in nodes]
         load = bench.Quiet.loadavg()
         r = b.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
                      leader.admin.token, a.concurrency, "profile")
         cpu1 = [n.cpu_s() for n in nodes]
+        io1 = [proc_write_bytes(n.proc.pid) for n in nodes]
         if perf is not None:
             perf.send_signal(2)
             perf.wait(60)
@@ -67,16 +69,23 @@ def main():
         lat = r.get("latency_ms") or {}
         print("load %.2f  writes/s %.0f  p50 %s ms  p99 %s ms  writes %d" % (
             load, r["writes_per_s"], lat.get("p50"), lat.get("p99"), n))
-        for node, c0, c1 in zip(nodes, cpu0, cpu1):
+        for node, c0, c1, w0, w1 in zip(nodes, cpu0, cpu1, io0, io1):
             role = "leader" if node is leader else "follower"
-            print("node %d (%s): %.2f s CPU, %.0f us per write" % (
-                node.id, role, c1 - c0, (c1 - c0) / max(n, 1) * 1e6))
+            print("node %d (%s): %.2f s CPU, %.0f us and %.1f KiB written per write" % (
+                node.id, role, c1 - c0, (c1 - c0) / max(n, 1) * 1e6,
+                (w1 - w0) / max(n, 1) / 1024))
         for node in nodes:
             node.stop()
     finally:
         b.cleanup()
         shutil.rmtree(b.root, ignore_errors=True)
     report(a, perf)
+
+
+def proc_write_bytes(pid):
+    """Bytes the process asked to write to files (/proc/<pid>/io wchar; sockets count too)."""
+    with open("/proc/%d/io" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("wchar:"))
 
 
 def start_perf(a, pid):
