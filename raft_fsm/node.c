@@ -52,6 +52,12 @@
  * crash makes raft replay and how long a transaction holds dirty pages.
  */
 #define OPD_NODE_APPLY_BATCH 256
+/*
+ * Entries sent to a follower and not yet acknowledged. The entries are the
+ * leader's own (raft sends them without copying), so this bounds no memory
+ * that the admitted writes do not already hold.
+ */
+#define OPD_NODE_MAX_INFLIGHT 256
 
 /* The last AppendEntriesResult (leader) seen from one peer. */
 struct contact {
@@ -715,6 +721,11 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 		raft_seed(&n->raft, seed); /* §6 #11 */
 	n->raft.legacy.step_cb = step_cb;
 	raft_set_pre_vote(&n->raft, true);
+	/*
+	 * raft's default of 32 unacknowledged entries per follower held half of
+	 * 64 concurrent writes back until the first half was acknowledged.
+	 */
+	raft_set_max_inflight_entries(&n->raft, OPD_NODE_MAX_INFLIGHT);
 	raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
 	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
 	n->auto_snapshots = cfg->snapshot_threshold == 0;
