@@ -4,6 +4,7 @@
 #include "err.h"
 #include "hex.h"
 #include "internal.h"
+#include "json_parse.h"
 #include "log.h"
 #include "mem.h"
 #include "node.h"
@@ -547,7 +548,7 @@ static void version_get(struct opd_admin *a, const char *name, uint64_t version,
 /* Parse the request body as a JSON object; on failure the error response is written. */
 json_t *opd_admin__parse_body(const struct opd_http_request *req, struct opd_admin_response *resp)
 {
-	json_error_t err;
+	struct opd_json_error err;
 	json_t *root;
 
 	if (req->body_len > MAX_BODY) {
@@ -560,8 +561,7 @@ json_t *opd_admin__parse_body(const struct opd_http_request *req, struct opd_adm
 		return NULL;
 	}
 	/* Any JSON value parses, so a non-object is invalid_argument, not invalid_json. */
-	root = json_loadb((const char *)req->body, req->body_len,
-			  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+	root = opd_json_parse(req->body, req->body_len, &err);
 	if (root == NULL) {
 		opd_admin__reply_error(resp, 400, "invalid_json", "line %d column %d: %s", err.line,
 				       err.column, err.text);
