@@ -9,7 +9,7 @@
  *
  * Group commit: with batch_max above 1, consecutive entries share one sqlite
  * transaction, committed when batch_max entries are in it or when the owner
- * calls opd_fsm_flush (node.c does before its loop waits for I/O). That is
+ * calls opd_fsm_flush (node.c does 50 ms after a batch opens). That is
  * safe because the raft log, not sqlite, is what makes an entry durable: a
  * crash loses at most the uncommitted batch, whose entries raft still holds
  * and replays (snapshots flush first, so the log is never truncated past

@@ -53,6 +53,14 @@
  */
 #define OPD_NODE_APPLY_BATCH 256
 /*
+ * How long applied entries may wait for their COMMIT. Nothing waits on it:
+ * the raft log already holds them and readers share the writer's
+ * connection. Each COMMIT writes every page the batch touched (index leaves
+ * of every configuration written, the applied index, the audit log), so
+ * one every 50 ms writes far fewer pages than one per loop turn.
+ */
+#define OPD_NODE_COMMIT_MS 50
+/*
  * Entries sent to a follower and not yet acknowledged. The entries are the
  * leader's own (raft sends them without copying), so this bounds no memory
  * that the admitted writes do not already hold.
@@ -72,8 +80,9 @@ struct opd_node {
 	struct raft_io io;
 	struct raft_uv_transport transport;
 	uv_timer_t defer;    /* runs raft_close outside raft's callbacks */
-	uv_prepare_t flush;  /* commits the entries applied in a loop turn (group commit) */
-	unsigned handles;    /* of defer and flush, not closed yet */
+	uv_prepare_t flush;  /* arms commit when entries wait for a COMMIT */
+	uv_timer_t commit;   /* commits them OPD_NODE_COMMIT_MS later (group commit) */
+	unsigned handles;    /* of defer, flush and commit, not closed yet */
 	bool auto_snapshots; /* threshold and trailing follow opd_fsm_snapshot_policy */
 	unsigned threshold, trailing; /* as last set */
 	char address[sizeof(((struct opd_node_member *)0)->address)];
@@ -586,20 +595,26 @@ static void raft_closed(struct raft *r)
 	opd_fsm_flush(n->fsm);
 	n->fsm->batch_max = 0; /* no loop turn flushes for this node any more */
 	uv_close((uv_handle_t *)&n->flush, defer_closed);
+	uv_close((uv_handle_t *)&n->commit, defer_closed);
 	uv_close((uv_handle_t *)&n->defer, defer_closed);
 }
 
-/*
- * Right before the loop waits for I/O: everything raft applied since the last
- * wait (one poll's worth of acknowledgements, often many entries) goes to
- * sqlite in one COMMIT instead of one each.
- */
+/* Everything raft applied in the last OPD_NODE_COMMIT_MS goes to sqlite in one COMMIT. */
+static void commit_fire(uv_timer_t *t)
+{
+	struct opd_node *n = t->data;
+
+	opd_fsm_flush(n->fsm);
+}
+
+/* Before the loop waits for I/O: a batch that is open is committed soon. */
 static void flush_fire(uv_prepare_t *p)
 {
 	struct opd_node *n = p->data;
 	unsigned threshold, trailing;
 
-	opd_fsm_flush(n->fsm);
+	if (n->fsm->batch_len > 0 && !uv_is_active((uv_handle_t *)&n->commit))
+		uv_timer_start(&n->commit, commit_fire, OPD_NODE_COMMIT_MS, 0);
 	if (!n->auto_snapshots)
 		return;
 	/* Plain setters in raft; read when it next considers a snapshot. */
@@ -747,7 +762,9 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	n->flush.data = n;
 	uv_prepare_start(&n->flush, flush_fire);
 	uv_unref((uv_handle_t *)&n->flush); /* never the reason the loop keeps running */
-	n->handles = 2;
+	uv_timer_init(loop, &n->commit);
+	n->commit.data = n;
+	n->handles = 3;
 	fsm->batch_max = OPD_NODE_APPLY_BATCH;
 
 	if (cfg->n_voters > 0) {
