@@ -91,11 +91,18 @@ void opd_fsm_flush(struct opd_fsm *f);
 /*
  * When to snapshot (raft 0.22 counts entries, but a snapshot is the whole
  * database): once the entries since the last one hold about as many bytes
- * as that snapshot did (at least 8 and at most 64 MiB), so that snapshots
- * cost a bounded share of each byte written however large the store grows;
- * and keep about 32 MiB of log after it for lagging followers. Both in
- * entries of the mean size applied so far, within raft-safe bounds.
+ * as that snapshot did (at least 8 MiB, at most OPD_FSM_SNAPSHOT_MAX_BYTES),
+ * so that snapshots cost a bounded share of each byte written however large
+ * the store grows; and keep about 32 MiB of log after it for lagging
+ * followers. Both in entries of the mean size applied so far, within
+ * raft-safe bounds.
+ *
+ * The ceiling is what raft keeps in memory between snapshots (it holds the
+ * log since the last one), like etcd's 100,000 entries; below it, a store
+ * of a few hundred MiB was written out again every 64 MiB of entries, and
+ * writes waited behind each snapshot's fsync (bench/PROFILE.md).
  */
+#define OPD_FSM_SNAPSHOT_MAX_BYTES (256u << 20)
 #define OPD_FSM_SNAPSHOT_MIN_ENTRIES 1024
 #define OPD_FSM_SNAPSHOT_MAX_ENTRIES 65536
 void opd_fsm_snapshot_policy(const struct opd_fsm *f, unsigned *threshold, unsigned *trailing);

@@ -685,9 +685,12 @@ static void test_snapshot_policy(void **state)
 	assert_int_equal(trailing, 8192);
 	f.applied_entries = 1000;
 	f.applied_bytes = 1000 * 4500;
-	f.snapshot_bytes = 300u << 20; /* a large store: 64 MiB of entries between snapshots */
+	f.snapshot_bytes = 200u << 20; /* as many bytes of entries as the store has */
 	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
-	assert_int_equal(threshold, (64u << 20) / 4500);
+	assert_int_equal(threshold, (200u << 20) / 4500);
+	f.snapshot_bytes = 900u << 20; /* a large store: the ceiling */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MAX_BYTES / 4500);
 	assert_int_equal(trailing, (32u << 20) / 4500);
 	f.snapshot_bytes = 20u << 20; /* a smaller one: as many bytes as it has */
 	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
