@@ -35,6 +35,12 @@ def main():
     p.add_argument("--perf-out", default="/tmp/opampd.perf.data")
     p.add_argument("--no-perf", action="store_true", help="only measure (CPU per write)")
     p.add_argument("--follower", action="store_true", help="writes: record a follower, not the leader")
+    p.add_argument("--prefill", type=float, default=0,
+                   help="writes: first grow the store with 64 writers for this many seconds "
+                        "(bench.py's write runs share one cluster, whose store grows)")
+    p.add_argument("--prefill-one", action="store_true",
+                   help="writes: the prefill writes versions of one configuration, as bench.py's "
+                        "first runs do")
     a = p.parse_args()
     args = argparse.Namespace(build=a.build, out="/tmp/opampd-profile-out", tmp=a.tmp, only="",
                               rate=4000, max_agents=0, idle_window=0, flood_agents=0,
@@ -52,6 +58,13 @@ def main():
         b.a.write_window = 2
         b.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
                  leader.admin.token, 1, "warmup", ["--name-prefix", "warm-"])
+        if a.prefill > 0:
+            b.a.write_window = a.prefill
+            r = b.writes("opampd", ["http://127.0.0.1:%d/api/v1/configs" % leader.admin_port],
+                         leader.admin.token, 64, "prefill",
+                         ["--names", "1", "--name-prefix", "one-"] if a.prefill_one
+                         else ["--name-prefix", "pre-"])
+            print("prefill: %d writes" % r["ok"])
         recorded = next(n for n in nodes if n is not leader) if a.follower else leader
         perf = start_perf(a, recorded.proc.pid)
         b.a.write_window = a.window
