@@ -2,6 +2,7 @@
 
 #include "buf.h"
 #include "mem.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -100,37 +101,6 @@ static void put_utf8(struct opd_buf *b, uint32_t cp)
 	opd_buf_append(b, u, n);
 }
 
-/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or 0 (RFC 3629 §4). */
-static size_t utf8_seq(const uint8_t *p, const uint8_t *end)
-{
-	uint8_t c = p[0];
-	size_t n;
-	uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
-
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		n = 3;
-	else if (c >= 0xF0 && c <= 0xF4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xE0)
-		lo = 0xA0; /* overlong */
-	else if (c == 0xED)
-		hi = 0x9F; /* surrogates */
-	else if (c == 0xF0)
-		lo = 0x90; /* overlong */
-	else if (c == 0xF4)
-		hi = 0x8F; /* past U+10FFFF */
-	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	return n;
-}
-
 /*
  * The string whose opening quote ps->p is at, decoded into ps->scratch.
  * Returns false on error (recorded).
@@ -159,7 +129,7 @@ static bool decode_string(struct parser *ps)
 		if (c < 0x20)
 			return fail(ps, "control character 0x%x in a string", c), false;
 		if (c >= 0x80) {
-			size_t n = utf8_seq(ps->p, ps->end);
+			size_t n = opd_utf8_seq(ps->p, (size_t)(ps->end - ps->p));
 
 			if (n == 0)
 				return fail(ps, "invalid UTF-8 in a string"), false;
@@ -403,7 +373,8 @@ static json_t *parse_value(struct parser *ps)
 
 json_t *opd_json_parse(const void *text, size_t len, struct opd_json_error *err)
 {
-	struct parser ps = {.start = text, .p = text, .end = (const uint8_t *)text + len, .err = err};
+	struct parser ps = {
+	    .start = text, .p = text, .end = (const uint8_t *)text + len, .err = err};
 	json_t *v;
 
 	opd_buf_init(&ps.scratch);

@@ -925,30 +925,41 @@ static void test_serialize_restore_file(void **state)
 
 /* A database written by the 0001-only binary is migrated: the latest version learns its selector.
  */
+/*
+ * A database file in dir as the binary with only the first `migrations`
+ * migrations wrote it, with `rows` (SQL) in it; its path goes to path.
+ */
+static void old_store(char *dir, char *path, size_t cap, int migrations, const char *rows)
+{
+	char version[40];
+	sqlite3 *db;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, cap, "%s/v%d.db", dir, migrations);
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	for (int i = 0; i < migrations; i++)
+		assert_int_equal(sqlite3_exec(db, opd_sql_migrations[i], NULL, NULL, NULL),
+				 SQLITE_OK);
+	snprintf(version, sizeof version, "PRAGMA user_version = %d", migrations);
+	assert_int_equal(sqlite3_exec(db, version, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, rows, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static void test_migrate_from_v1(void **state)
 {
 	char dir[] = "/tmp/opd_store_XXXXXX", path[64];
 	struct opd_store st;
 	struct opd_version_info v;
-	sqlite3 *db;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/v1.db", dir);
-	assert_int_equal(
-	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-	    SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, opd_sql_migrations[0], NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-			 "PRAGMA user_version = 1;"
-			 "INSERT INTO configs VALUES ('c', 4, 1, 2, 0, 1, 2);"
-			 "INSERT INTO config_selectors VALUES ('c', 'env', 'prod');"
-			 "INSERT INTO config_versions VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
-			 "INSERT INTO config_versions VALUES ('c', 2, zeroblob(32), 'm', 'a', 2);",
-			 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	old_store(dir, path, sizeof path, 1,
+		  "INSERT INTO configs VALUES ('c', 4, 1, 2, 0, 1, 2);"
+		  "INSERT INTO config_selectors VALUES ('c', 'env', 'prod');"
+		  "INSERT INTO config_versions VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
+		  "INSERT INTO config_versions VALUES ('c', 2, zeroblob(32), 'm', 'a', 2);");
 
 	assert_int_equal(opd_store_open(&st, path), 0);
 	assert_int_equal(opd_store_get_version(&st, "c", 2, &v), 0);
@@ -977,28 +988,14 @@ static void test_migrate_files_to_rowid(void **state)
 	char dir[] = "/tmp/opd_store_XXXXXX", path[64];
 	struct opd_store st;
 	struct opd_version_info v;
-	sqlite3 *db;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/v4.db", dir);
-	assert_int_equal(
-	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-	    SQLITE_OK);
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(sqlite3_exec(db, opd_sql_migrations[i], NULL, NULL, NULL),
-				 SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-			 "PRAGMA user_version = 4;"
-			 "INSERT INTO configs VALUES ('c', 0, 1, 1, 0, 1, 1);"
-			 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms)"
-			 " VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
-			 "INSERT INTO config_files VALUES ('c', 1, 'z.yaml', 'text/yaml', zeroblob(5000));"
-			 "INSERT INTO config_files VALUES ('c', 1, 'a.yaml', 'text/yaml', x'6869');",
-			 NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	old_store(dir, path, sizeof path, 4,
+		  "INSERT INTO configs VALUES ('c', 0, 1, 1, 0, 1, 1);"
+		  "INSERT INTO config_versions (name, version, hash, message, actor, created_ms)"
+		  " VALUES ('c', 1, zeroblob(32), 'm', 'a', 1);"
+		  "INSERT INTO config_files VALUES ('c', 1, 'z.yaml', 'text/yaml', zeroblob(5000));"
+		  "INSERT INTO config_files VALUES ('c', 1, 'a.yaml', 'text/yaml', x'6869');");
 
 	assert_int_equal(opd_store_open(&st, path), 0);
 	assert_int_equal(opd_store_get_version(&st, "c", 1, &v), 0);
