@@ -18,6 +18,7 @@
 #include "ossl_count.h"
 #include "test_ca.h"
 #include "tls.h"
+#include "tls_pair.h"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -135,42 +136,20 @@ struct pair {
 
 static struct opd_tls_ctx *server_ctx(const char *cert, const char *key, enum opd_tls_verify v)
 {
-	struct opd_tls_config cfg = {cert, key, v != OPD_TLS_VERIFY_OFF ? E.ca : NULL, v};
-	struct opd_tls_ctx *ctx = NULL;
-	char err[OPD_ERRMSG_SIZE];
-
-	if (opd_tls_ctx_new(&cfg, &ctx, err) != 0)
-		fail_msg("opd_tls_ctx_new: %s", err);
-	return ctx;
+	return opd_tp_server_ctx(cert, key, E.ca, v);
 }
 
 static SSL_CTX *client_ctx(const char *cert, const char *key)
 {
-	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
-
-	assert_non_null(c);
-	assert_int_equal(SSL_CTX_load_verify_locations(c, E.ca, NULL), 1);
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
-	if (cert != NULL) {
-		assert_int_equal(SSL_CTX_use_certificate_chain_file(c, cert), 1);
-		assert_int_equal(SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM), 1);
-	}
-	return c;
+	return opd_tp_client_ctx(E.ca, cert, key);
 }
 
 static void pair_start(struct pair *p, SSL_CTX *cctx, struct opd_tls_ctx *sctx)
 {
-	BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
-
 	memset(p, 0, sizeof *p);
 	p->cctx = cctx;
 	p->sctx = sctx;
-	p->c = SSL_new(cctx);
-	assert_non_null(p->c);
-	BIO_set_mem_eof_return(r, -1);
-	BIO_set_mem_eof_return(w, -1);
-	SSL_set_bio(p->c, r, w);
-	SSL_set_connect_state(p->c);
+	p->c = opd_tp_client(cctx);
 	assert_int_equal(opd_tls_new(sctx, &p->s), 0);
 }
 
@@ -186,7 +165,6 @@ static void pair_end(struct pair *p)
 static bool move_once(struct pair *p)
 {
 	uint8_t buf[65536], tmp[16384];
-	struct opd_buf out;
 	bool moved = false;
 	int n;
 
@@ -199,14 +177,8 @@ static bool move_once(struct pair *p)
 		memcpy(p->got + p->got_len, tmp, (size_t)p->last);
 		p->got_len += (size_t)p->last;
 	}
-	opd_buf_init(&out);
-	if (opd_tls_pull_cipher(p->s, &out) > 0) {
-		assert_int_equal(
-		    BIO_write(SSL_get_rbio(p->c), opd_buf_rptr(&out), (int)opd_buf_avail(&out)),
-		    (int)opd_buf_avail(&out));
+	if (opd_tp_server_to_client(p->s, p->c, NULL) > 0)
 		moved = true;
-	}
-	opd_buf_fini(&out);
 	return moved;
 }
 
@@ -229,13 +201,7 @@ static void pump(struct pair *p)
 /* Read what the server sent the client (after a pump). */
 static size_t client_read(struct pair *p, uint8_t *buf, size_t cap)
 {
-	size_t have = 0;
-	int n;
-
-	while (have < cap && (n = SSL_read(p->c, buf + have, (int)(cap - have))) > 0)
-		have += (size_t)n;
-	ERR_clear_error();
-	return have;
+	return opd_tp_client_read(p->c, buf, cap);
 }
 
 static void handshake_ok(struct pair *p)

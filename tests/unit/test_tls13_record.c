@@ -22,6 +22,7 @@
 #include "test_ca.h"
 #include "tls.h"
 #include "tls13_record.h"
+#include "tls_pair.h"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -103,50 +104,25 @@ static void client_keylog(const SSL *ssl, const char *line)
 
 static SSL_CTX *client_ctx(const char *suite, int max_version, bool cert)
 {
-	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *c = opd_tp_client_ctx(E.ca, cert ? E.cli : NULL, E.cli_key);
 
-	assert_non_null(c);
-	assert_int_equal(SSL_CTX_load_verify_locations(c, E.ca, NULL), 1);
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
 	if (suite != NULL)
 		assert_int_equal(SSL_CTX_set_ciphersuites(c, suite), 1);
 	if (max_version != 0)
 		SSL_CTX_set_max_proto_version(c, max_version);
-	if (cert) {
-		assert_int_equal(SSL_CTX_use_certificate_chain_file(c, E.cli), 1);
-		assert_int_equal(SSL_CTX_use_PrivateKey_file(c, E.cli_key, SSL_FILETYPE_PEM), 1);
-	}
 	SSL_CTX_set_keylog_callback(c, client_keylog);
 	return c;
 }
 
-static struct opd_tls_ctx *server_ctx(enum opd_tls_verify v)
-{
-	struct opd_tls_config cfg = {E.srv, E.srv_key, v != OPD_TLS_VERIFY_OFF ? E.ca : NULL, v};
-	struct opd_tls_ctx *ctx = NULL;
-	char err[OPD_ERRMSG_SIZE];
-
-	if (opd_tls_ctx_new(&cfg, &ctx, err) != 0)
-		fail_msg("opd_tls_ctx_new: %s", err);
-	return ctx;
-}
-
 static void pair_start(struct pair *p, SSL_CTX *cctx, enum opd_tls_verify v)
 {
-	BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
-
 	memset(p, 0, sizeof *p);
 	p->got = malloc(GOT_CAP);
 	assert_non_null(p->got);
-	p->sctx = server_ctx(v);
-	p->c = SSL_new(cctx);
+	p->sctx = opd_tp_server_ctx(E.srv, E.srv_key, E.ca, v);
+	p->c = opd_tp_client(cctx);
 	SSL_CTX_free(cctx); /* the SSL holds its own reference */
-	assert_non_null(p->c);
 	SSL_set_ex_data(p->c, client_idx, p);
-	BIO_set_mem_eof_return(r, -1);
-	BIO_set_mem_eof_return(w, -1);
-	SSL_set_bio(p->c, r, w);
-	SSL_set_connect_state(p->c);
 	assert_int_equal(opd_tls_new(p->sctx, &p->s), 0);
 }
 
@@ -196,18 +172,7 @@ static size_t client_to_server(struct pair *p, size_t max, size_t cap)
 /* Everything the server has for the client → client's read BIO. Returns bytes. */
 static size_t server_to_client(struct pair *p, struct opd_buf *copy)
 {
-	struct opd_buf out;
-	size_t n;
-
-	opd_buf_init(&out);
-	n = opd_tls_pull_cipher(p->s, &out);
-	if (n > 0) {
-		assert_int_equal(BIO_write(SSL_get_rbio(p->c), opd_buf_rptr(&out), (int)n), (int)n);
-		if (copy != NULL)
-			opd_buf_append(copy, opd_buf_rptr(&out), n);
-	}
-	opd_buf_fini(&out);
-	return n;
+	return opd_tp_server_to_client(p->s, p->c, copy);
 }
 
 static void pump(struct pair *p)
@@ -235,13 +200,7 @@ static void handshake(struct pair *p)
 /* Read up to cap bytes the client received. */
 static size_t client_read(struct pair *p, uint8_t *buf, size_t cap)
 {
-	size_t have = 0;
-	int n;
-
-	while (have < cap && (n = SSL_read(p->c, buf + have, (int)(cap - have))) > 0)
-		have += (size_t)n;
-	ERR_clear_error();
-	return have;
+	return opd_tp_client_read(p->c, buf, cap);
 }
 
 static uint8_t *pattern(size_t n, unsigned seed)
