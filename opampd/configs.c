@@ -718,6 +718,7 @@ int opd_configs_publish(struct opd_configs *c, const struct opd_publish *p,
 	put.config_hash.len = OPD_CONFIG_HASH_LEN;
 	put.message = (char *)(p->message ? p->message : "");
 	put.version = w->version;
+	put.history_limit = c->history_limit;
 	if (c->signer != NULL) {
 		struct opd_version_record rec = {
 		    .name = p->name,

@@ -48,7 +48,8 @@ struct opd_configs {
 	struct opd_node *node;           /* borrowed; NULL: apply directly (tests) */
 	const struct opd_signer *signer; /* borrowed; signs new versions on the leader */
 	const struct opd_clock *clock;
-	struct opd_hlc hlc; /* this node's clock for stamping commands */
+	struct opd_hlc hlc;     /* this node's clock for stamping commands */
+	uint32_t history_limit; /* versions kept per configuration (0: all); see PutVersion */
 	/*
 	 * The active set: read with opd_configs_settle first. An applied change
 	 * only names the configuration in stale; it is read, verified and packed

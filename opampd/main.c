@@ -40,6 +40,8 @@ static void usage(FILE *f)
 	    "                             Retry-After (default 2000, 0 = unlimited)\n"
 	    "  --snapshot-entries N       raft entries between snapshots (default: when the\n"
 	    "                             entries since the last hold as many bytes as it did)\n"
+	    "  --config-history N         versions kept per configuration (default 100, 0 =\n"
+	    "                             all); publishing deletes the oldest beyond N\n"
 	    "  --opamp-tls-cert FILE      serve OpAMP over TLS (wss://, https://) with this PEM\n"
 	    "                             certificate chain (ECDSA or RSA); SIGHUP or POST\n"
 	    "                             /api/v1/tls/reload re-reads every TLS file\n"
@@ -228,6 +230,10 @@ static int set_option(struct opd_server_options *o, enum opd_log_level *level, c
 		if (parse_u64(v, 1, 1U << 30, &n) != 0)
 			return -1;
 		o->snapshot_entries = (unsigned)n;
+	} else if (strcmp(name, "config-history") == 0) {
+		if (parse_u64(v, 0, UINT32_MAX, &n) != 0)
+			return -1;
+		o->config_history = (uint32_t)n;
 	} else if (strcmp(name, "opamp-tls-cert") == 0)
 		o->opamp_tls_cert = keep(v);
 	else if (strcmp(name, "opamp-tls-key") == 0)

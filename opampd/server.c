@@ -32,6 +32,7 @@ void opd_server_options_default(struct opd_server_options *o)
 	    .node_id = 1,
 	    .raft_listen = "127.0.0.1:4322",
 	    .cert_renew_share = OPD_OFFERS_RENEW_SHARE,
+	    .config_history = 100,
 	};
 }
 
@@ -920,6 +921,7 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 		return rc;
 	}
 	s->configs.signer = &s->signer;
+	s->configs.history_limit = o->config_history;
 
 	/* The fleet CA: from files shared by the voters, or made here for a single node. */
 	struct opd_certs_options co = {.ca_cert = o->ca_cert,

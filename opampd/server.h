@@ -32,6 +32,7 @@ struct opd_server_options {
 	size_t max_conns;           /* default 100000 */
 	uint64_t handshake_rate;    /* WebSocket handshakes a second, 0 = unpaced; default 2000 */
 	unsigned snapshot_entries;  /* raft entries between snapshots; 0 (default) = by size */
+	uint32_t config_history;    /* versions kept per configuration, 0 = all; default 100 */
 	const char *ready_file;     /* written once listening; NULL = none */
 	uint64_t node_id;           /* default 1 */
 	const char *raft_listen;    /* raft host:port, default 127.0.0.1:4322 */

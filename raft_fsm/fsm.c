@@ -145,6 +145,7 @@ static bool apply_put(struct opd_fsm *f, const opd_cmd *cmd, struct opd_apply_re
 	    .key_id = pv->key_id,
 	    .term = cmd->term,
 	    .hlc_logical = cmd->hlc_logical,
+	    .history_limit = pv->history_limit,
 	};
 	memcpy(in.hash, hash, sizeof hash);
 	rc = opd_store_put_version(f->store, &in, &out);

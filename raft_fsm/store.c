@@ -556,6 +556,45 @@ static int write_version(struct opd_store *st, const struct opd_put_version *in,
 	return audit(st, in->ts_ms, in->actor, "put", in->name, version, in->message);
 }
 
+/*
+ * Deletes the oldest versions of name beyond the newest limit (none when limit
+ * is 0), at most OPD_STORE_PRUNE_BATCH of them: a lowered limit catches up over
+ * the next puts instead of in one long transaction. Version numbers only grow
+ * and the new version is the active one, so the active version is never hit.
+ */
+static int prune_versions(struct opd_store *st, const char *name, uint64_t newest, uint32_t limit)
+{
+	static const char *const deletes[] = {
+	    /* Children first: the foreign keys point at config_versions. */
+	    "DELETE FROM config_files WHERE name = ? AND version BETWEEN ? AND ?",
+	    "DELETE FROM config_version_selectors WHERE name = ? AND version BETWEEN ? AND ?",
+	    "DELETE FROM config_versions WHERE name = ? AND version BETWEEN ? AND ?",
+	};
+	sqlite3_stmt *stmt;
+	uint64_t oldest, last;
+	int rc;
+
+	if (limit == 0 || newest <= limit)
+		return 0;
+	rc = query(st, &stmt, "SELECT min(version) FROM config_versions WHERE name = ?", "t", name);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	oldest = rc == 1 ? col_u64(stmt, 0) : 0;
+	stmt_done(st, stmt);
+	if (rc < 0)
+		return rc;
+	if (oldest == 0 || oldest > newest - limit)
+		return 0;
+	last = newest - limit;
+	if (last - oldest >= OPD_STORE_PRUNE_BATCH)
+		last = oldest + OPD_STORE_PRUNE_BATCH - 1;
+	for (size_t i = 0; i < sizeof deletes / sizeof deletes[0]; i++)
+		if ((rc = run(st, deletes[i], "tuu", name, oldest, last)) != 0)
+			return rc;
+	return 0;
+}
+
 int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in,
 			  struct opd_put_result *out)
 {
@@ -595,6 +634,7 @@ int opd_store_put_version(struct opd_store *st, const struct opd_put_version *in
 		goto done;
 	}
 	if ((rc = write_version(st, in, &sel, exists, version)) != 0 ||
+	    (rc = prune_versions(st, in->name, version, in->history_limit)) != 0 ||
 	    (rc = tx_commit(st, nested)) != 0)
 		goto fail;
 	out->version = version;

@@ -92,7 +92,15 @@ struct opd_put_version {
 	const char *key_id; /* may be NULL */
 	uint64_t term;
 	uint32_t hlc_logical;
+	/*
+	 * Keep at most this many versions of the configuration (0: all): a new
+	 * version deletes the oldest beyond it, at most OPD_STORE_PRUNE_BATCH at a
+	 * time so that lowering the limit never makes one long transaction.
+	 */
+	uint32_t history_limit;
 };
+
+#define OPD_STORE_PRUNE_BATCH 64
 
 struct opd_put_result {
 	uint64_t version; /* the new version, or the existing one when !created */

@@ -382,6 +382,8 @@ class Node:
               "--admin-listen", "%s:%d" % (c.topo.ip(self.i), ADMIN_PORT),
               "--opamp-listen", "127.0.0.1:%d" % OPAMP_PORT,
               "--signing-key", c.key_path, "--heartbeat-interval", "1",
+              # The checker needs every acknowledged version still in the store.
+              "--config-history", "0",
               "--ready-file", os.path.join(self.dir, "ready.json")]
         for v in range(1, c.n + 1):
             a += ["--voter", "%d=%s:%d=http://%s:%d" % (v, c.topo.ip(v), RAFT_PORT,

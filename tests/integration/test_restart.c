@@ -162,7 +162,8 @@ static void test_restart_after_snapshot(void **state)
 	json_t *cfg;
 	struct opd_client_resp resp;
 
-	static const char *const extra[] = {"--snapshot-entries", "1024", NULL};
+	static const char *const extra[] = {"--snapshot-entries", "1024", "--config-history", "50",
+					    NULL};
 
 	(void)state;
 	assert_int_equal(opd_daemon_start(&d, extra), 0);
@@ -182,7 +183,8 @@ static void test_restart_after_snapshot(void **state)
 			 * and the restart applies them again.
 			 */
 			for (int i = 1; i <= UNCOMMITTED_WRITES; i++) {
-				snprintf(yaml, sizeof yaml, "receivers: {otlp: {}}\n# last %d\n", i);
+				snprintf(yaml, sizeof yaml, "receivers: {otlp: {}}\n# last %d\n",
+					 i);
 				assert_int_equal(opd_api_publish(&d, "many", yaml, hash, &version),
 						 201);
 			}
@@ -194,6 +196,12 @@ static void test_restart_after_snapshot(void **state)
 		opd_client_resp_free(&resp);
 		assert_int_equal(json_integer_value(json_object_get(cfg, "active_version")),
 				 SNAPSHOT_WRITES + (round == 0 ? 0 : UNCOMMITTED_WRITES));
+		/* The history kept is the newest 50, snapshot and replayed log alike. */
+		json_t *versions = json_object_get(cfg, "versions");
+		assert_int_equal(json_array_size(versions), 50);
+		assert_int_equal(
+		    json_integer_value(json_object_get(json_array_get(versions, 49), "version")),
+		    version - 49);
 		json_decref(cfg);
 		opd_ta_init(&a, d.opamp_port, OPD_TA_CAPS);
 		assert_int_equal(opd_ta_ws_connect(&a), 0);

@@ -173,6 +173,28 @@ static void test_rollback_and_delete_change_desired(void **state)
 	free_agent(&a);
 }
 
+/* The publishing node's limit travels in the command: the store keeps the newest two. */
+static void test_history_limit_in_the_command(void **state)
+{
+	struct fixture *f = *state;
+	struct opd_put_result r;
+	struct opd_desired d;
+	struct opd_agent a;
+
+	f->configs.history_limit = 2;
+	make_agent(&a, "gw", "prod");
+	assert_int_equal(publish(f, "c", 0, "v: 1\n", NULL, NULL, &r), 0);
+	assert_int_equal(publish(f, "c", 0, "v: 2\n", NULL, NULL, &r), 0);
+	assert_int_equal(rollback(f, "c", 1), 0); /* still kept: two versions */
+	assert_int_equal(publish(f, "c", 0, "v: 3\n", NULL, NULL, &r), 0);
+	assert_int_equal(r.version, 3);
+	assert_int_equal(rollback(f, "c", 1), OPD_ENOTFOUND);
+	assert_int_equal(rollback(f, "c", 2), 0);
+	assert_int_equal(opd_configs_desired(&f->configs, &a, &d), 0);
+	assert_int_equal(d.version, 2);
+	free_agent(&a);
+}
+
 static void test_unchanged_publish_is_not_a_change(void **state)
 {
 	struct fixture *f = *state;
@@ -309,6 +331,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_desired_by_priority_then_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rollback_and_delete_change_desired, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_history_limit_in_the_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unchanged_publish_is_not_a_change, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_input_stores_nothing, setup, teardown),

@@ -576,6 +576,111 @@ static void test_put_explicit_version(void **state)
 	opd_buf_fini(&b);
 }
 
+/* Put body as the next version of name with a history limit; returns the version. */
+static uint64_t put_kept(struct opd_store *st, const char *name, const char *body, uint32_t limit)
+{
+	struct opd_put_result res = {0};
+	struct req r;
+
+	req_init(&r, name, body, 0, "s", 1);
+	r.in.history_limit = limit;
+	if (opd_store_put_version(st, &r.in, &res) != 0)
+		fail_msg("put %s: %s", name, opd_store_errmsg(st));
+	req_fini(&r);
+	return res.version;
+}
+
+/* Rows of name's versions below version in table (the three a version spans). */
+static int64_t rows_below(struct opd_store *st, const char *table, const char *name,
+			  uint64_t version)
+{
+	char sql[128];
+	sqlite3_stmt *stmt;
+	int64_t n;
+
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE name = ?1 AND version < ?2",
+		 table);
+	assert_int_equal(sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL), SQLITE_OK);
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, (sqlite3_int64)version);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+/* foreach_version goes newest first: the last version seen is the oldest. */
+static int note_version(void *data, const struct opd_version_info *v)
+{
+	*(uint64_t *)data = v->version;
+	return 0;
+}
+
+static uint64_t oldest_version(struct opd_store *st, const char *name)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(opd_store_foreach_version(st, name, note_version, &v), 0);
+	return v;
+}
+
+static void test_history_limit(void **state)
+{
+	struct opd_store *st = *state;
+	static const char *const tables[] = {"config_versions", "config_files",
+					     "config_version_selectors"};
+	struct opd_version_info v;
+	struct opd_buf b;
+	char body[32];
+
+	/* Limit 0 keeps every version. */
+	for (int i = 1; i <= 5; i++) {
+		snprintf(body, sizeof body, "v: %d\n", i);
+		assert_int_equal(put_kept(st, "c", body, 0), (uint64_t)i);
+	}
+	put_kept(st, "other", "o: 1\n", 0);
+	assert_int_equal(oldest_version(st, "c"), 1);
+
+	/* Limit 3: version 6 leaves 4, 5 and 6; every row of 1 to 3 goes. */
+	assert_int_equal(put_kept(st, "c", "v: 6\n", 3), 6);
+	opd_buf_init(&b);
+	assert_int_equal(opd_store_foreach_version(st, "c", collect_version, &b), 0);
+	assert_buf(&b, "6@1,5@1,4@1,");
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		assert_int_equal(rows_below(st, tables[i], "c", 4), 0);
+	assert_int_equal(rows_below(st, "config_files", "c", 7), 3 * 2);
+	assert_int_equal(opd_store_get_version(st, "c", 3, &v), OPD_ENOTFOUND);
+	assert_int_equal(opd_store_set_active(st, "c", 2, "bob", 2), OPD_ENOTFOUND);
+	/* Another configuration's history is its own. */
+	assert_int_equal(oldest_version(st, "other"), 1);
+
+	/* Rolled back to the oldest kept version: the next put is active, 4 goes. */
+	assert_int_equal(opd_store_set_active(st, "c", 4, "bob", 2), 0);
+	assert_int_equal(put_kept(st, "c", "v: 7\n", 3), 7);
+	assert_int_equal(oldest_version(st, "c"), 5);
+	assert_int_equal(opd_store_get_version(st, "c", 7, &v), 0);
+	assert_int_equal(v.files.n, 2);
+	opd_version_info_fini(&v);
+	/* Re-putting the active content writes nothing, so deletes nothing. */
+	assert_int_equal(put_kept(st, "c", "v: 7\n", 1), 7);
+	assert_int_equal(oldest_version(st, "c"), 5);
+
+	/* A limit lowered far below the history catches up a batch per put. */
+	for (int i = 1; i <= 150; i++) {
+		snprintf(body, sizeof body, "big: %d\n", i);
+		put_kept(st, "big", body, 0);
+	}
+	assert_int_equal(put_kept(st, "big", "big: 151\n", 10), 151);
+	assert_int_equal(oldest_version(st, "big"), 1 + OPD_STORE_PRUNE_BATCH);
+	assert_int_equal(put_kept(st, "big", "big: 152\n", 10), 152);
+	assert_int_equal(oldest_version(st, "big"), 1 + 2 * OPD_STORE_PRUNE_BATCH);
+	assert_int_equal(put_kept(st, "big", "big: 153\n", 10), 153);
+	assert_int_equal(oldest_version(st, "big"), 144); /* 153 - 10 + 1: caught up */
+	assert_int_equal(rows_below(st, "config_versions", "big", 200), 10);
+	assert_int_equal(oldest_version(st, "other"), 1);
+	opd_buf_fini(&b);
+}
+
 static void test_set_selector(void **state)
 {
 	struct opd_store *st = *state;
@@ -1034,6 +1139,7 @@ int main(void)
 	    cmocka_unit_test(test_open_failure),
 	    T(test_put_inside_outer_transaction),
 	    T(test_put_explicit_version),
+	    T(test_history_limit),
 	    T(test_set_selector),
 	    T(test_signing_keys),
 	    T(test_requests),
