@@ -320,9 +320,17 @@ int opd_store_open(struct opd_store *st, const char *path)
 	 * batch (50 ms of entries, raft_fsm/node.c) keeps its dirty pages in the
 	 * cache until the COMMIT instead of spilling them into the WAL halfway,
 	 * to be written again at the COMMIT.
+	 *
+	 * Statement journals in memory: inside a batch's transaction every
+	 * statement that may change several rows or fail a foreign key (a
+	 * selector's DELETE, a pruned version's) first copies the pages it
+	 * touches that the batch already changed, and past 64 KiB sqlite spills
+	 * that copy into a temporary file: 44 KiB written per publish at one
+	 * writer, five times the WAL's share (bench/PROFILE.md).
 	 */
 	if (exec(st, "PRAGMA synchronous=NORMAL", "synchronous") != 0 ||
 	    exec(st, "PRAGMA cache_size=-16384", "cache_size") != 0 ||
+	    exec(st, "PRAGMA temp_store=MEMORY", "temp_store") != 0 ||
 	    exec(st, "PRAGMA foreign_keys=ON", "foreign_keys") != 0)
 		goto fail;
 	if (migrate(st) != 0)
