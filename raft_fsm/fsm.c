@@ -414,7 +414,8 @@ void opd_fsm_snapshot_policy(const struct opd_fsm *f, unsigned *threshold, unsig
 {
 	const uint64_t mib = 1024 * 1024;
 	uint64_t mean = f->applied_entries ? f->applied_bytes / f->applied_entries : 0;
-	uint64_t budget = clamp_u64(f->snapshot_bytes, 8 * mib, OPD_FSM_SNAPSHOT_MAX_BYTES);
+	uint64_t budget =
+	    clamp_u64(f->snapshot_bytes, OPD_FSM_SNAPSHOT_MIN_BYTES, OPD_FSM_SNAPSHOT_MAX_BYTES);
 
 	if (mean == 0)
 		mean = 4096; /* nothing applied yet: a small configuration */

@@ -91,7 +91,8 @@ void opd_fsm_flush(struct opd_fsm *f);
 /*
  * When to snapshot (raft 0.22 counts entries, but a snapshot is the whole
  * database): once the entries since the last one hold about as many bytes
- * as that snapshot did (at least 8 MiB, at most OPD_FSM_SNAPSHOT_MAX_BYTES),
+ * as that snapshot did (at least OPD_FSM_SNAPSHOT_MIN_BYTES, at most
+ * OPD_FSM_SNAPSHOT_MAX_BYTES),
  * so that snapshots cost a bounded share of each byte written however large
  * the store grows; and keep about 32 MiB of log after it for lagging
  * followers. Both in entries of the mean size applied so far, within
@@ -103,6 +104,14 @@ void opd_fsm_flush(struct opd_fsm *f);
  * writes waited behind each snapshot's fsync (bench/PROFILE.md).
  */
 #define OPD_FSM_SNAPSHOT_MAX_BYTES (256u << 20)
+/*
+ * The floor, for small stores (a bounded history keeps them small): four of
+ * raft's 16 MiB segments. Every snapshot also closes the open segment early,
+ * and each segment closed stalls the loop (OPD_NODE_SEGMENT_BYTES); at 8 MiB
+ * a small store's snapshots doubled those stalls. The price: a restart
+ * replays up to this many bytes of entries.
+ */
+#define OPD_FSM_SNAPSHOT_MIN_BYTES (64u << 20)
 #define OPD_FSM_SNAPSHOT_MIN_ENTRIES 1024
 #define OPD_FSM_SNAPSHOT_MAX_ENTRIES 65536
 void opd_fsm_snapshot_policy(const struct opd_fsm *f, unsigned *threshold, unsigned *trailing);

@@ -66,6 +66,15 @@
  * that the admitted writes do not already hold.
  */
 #define OPD_NODE_MAX_INFLIGHT 256
+/*
+ * raft's log segments: 16 MiB instead of its 8. Closing a segment blocks the
+ * loop thread in io_destroy(2) for 35-60 ms here (the kernel waits out RCU
+ * grace periods), once per segment: the tail of write latency. Not more than
+ * 16: raft 0.22 keeps its free log capacity in KiB in an unsigned short, and
+ * two prepared segments plus the open one must stay below 64 MiB, or the
+ * count wraps and every write fails with RAFT_NOSPACE (raft.md §6 #9).
+ */
+#define OPD_NODE_SEGMENT_BYTES (16u << 20)
 
 /* The last AppendEntriesResult (leader) seen from one peer. */
 struct contact {
@@ -723,6 +732,7 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 		goto fail_free;
 	}
 	raft_uv_set_auto_recovery(&n->io, false); /* §6 #10 */
+	raft_uv_set_segment_size(&n->io, OPD_NODE_SEGMENT_BYTES);
 	rv = raft_init(&n->raft, &n->io, &fsm->raft, cfg->id, n->address);
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft init: %s", error_text(n, rv));

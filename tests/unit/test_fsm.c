@@ -680,8 +680,8 @@ static void test_snapshot_policy(void **state)
 	unsigned threshold, trailing;
 
 	(void)state;
-	opd_fsm_snapshot_policy(&f, &threshold, &trailing); /* nothing yet: 4 KiB entries, 8 MiB */
-	assert_int_equal(threshold, 2048);
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing); /* nothing yet: 4 KiB, the floor */
+	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MIN_BYTES / 4096);
 	assert_int_equal(trailing, 8192);
 	f.applied_entries = 1000;
 	f.applied_bytes = 1000 * 4500;
@@ -692,9 +692,12 @@ static void test_snapshot_policy(void **state)
 	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
 	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MAX_BYTES / 4500);
 	assert_int_equal(trailing, (32u << 20) / 4500);
-	f.snapshot_bytes = 20u << 20; /* a smaller one: as many bytes as it has */
+	f.snapshot_bytes = 100u << 20; /* a smaller one: as many bytes as it has */
 	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
-	assert_int_equal(threshold, (20u << 20) / 4500);
+	assert_int_equal(threshold, (100u << 20) / 4500);
+	f.snapshot_bytes = 2u << 20; /* a small store: the floor */
+	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
+	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MIN_BYTES / 4500);
 	f.applied_bytes = 1000ull << 20; /* 1 MiB entries: the floors */
 	opd_fsm_snapshot_policy(&f, &threshold, &trailing);
 	assert_int_equal(threshold, OPD_FSM_SNAPSHOT_MIN_ENTRIES);
