@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 static struct opd_apply_result *slot(struct opd_fsm *f, uint64_t index)
 {
@@ -551,9 +552,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	struct raft_buffer *b;
 	size_t len;
 
+	uint64_t t0 = uv_hrtime(), t1;
+
 	if (f->snapshot != NULL)
 		return RAFT_BUSY; /* raft never overlaps snapshots; be safe if it did */
 	opd_fsm_flush(f);         /* the snapshot covers every applied entry */
+	t1 = uv_hrtime();
 	if (opd_store_serialize(f->store, &f->snapshot, &len) != 0) {
 		log_error("snapshot: %s", opd_store_errmsg(f->store));
 		return RAFT_IOERR; /* skipped; raft tries again later */
@@ -571,6 +575,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	b->base = f->snapshot;
 	b->len = len;
 	f->snapshot_bytes = len;
+	log_info("snapshot: %zu KiB; commit %.1f ms, image %.1f ms", len >> 10,
+		 (double)(t1 - t0) / 1e6, (double)(uv_hrtime() - t1) / 1e6);
 	*bufs = b;
 	*n_bufs = 1;
 	return 0;

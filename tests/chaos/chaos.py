@@ -1397,7 +1397,10 @@ def main():
     ap.add_argument("--write-timeout", type=float, default=3.0)
     ap.add_argument("--write-retry-s", type=float, default=20.0)
     ap.add_argument("--poll-interval", type=float, default=0.25)
-    ap.add_argument("--tmpfs-mb", type=int, default=64)
+    # Each node's data directory. raft alone preallocates three 16 MiB log segments (the open
+    # one and two prepared), so a node needs well over 48 MiB before sqlite writes a page; the
+    # disk_full fault fills whatever is left, whatever the size.
+    ap.add_argument("--tmpfs-mb", type=int, default=160)
     ap.add_argument("--note", default="", help="a line for the report (which build, why)")
     ap.add_argument("--max-restarts", type=int, default=3,
                     help="unexpected exits of one node before the campaign stops")
