@@ -217,6 +217,24 @@ static uint64_t col_u64(sqlite3_stmt *stmt, int i)
 	return (uint64_t)sqlite3_column_int64(stmt, i);
 }
 
+/* The first column of a query's first row into out (0 when there is no row): 0 or OPD_ESTORE. */
+static int query_u64(struct opd_store *st, uint64_t *out, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *stmt;
+	va_list ap;
+	int rc;
+
+	va_start(ap, types);
+	rc = vprepare(st, &stmt, true, sql, types, ap);
+	va_end(ap);
+	if (rc != 0)
+		return rc;
+	rc = step(st, stmt);
+	*out = rc == 1 ? col_u64(stmt, 0) : 0;
+	stmt_done(st, stmt);
+	return rc < 0 ? rc : 0;
+}
+
 static int col_hash(struct opd_store *st, sqlite3_stmt *stmt, int i,
 		    uint8_t out[OPD_CONFIG_HASH_LEN])
 {
@@ -259,21 +277,15 @@ static void tx_rollback(struct opd_store *st, bool nested)
 
 static int migrate(struct opd_store *st)
 {
-	sqlite3_stmt *stmt;
-	int64_t have;
+	uint64_t have;
 	size_t want = 0;
 	int rc;
 
 	while (opd_sql_migrations[want] != NULL)
 		want++;
-	if ((rc = query(st, &stmt, "PRAGMA user_version", "")) != 0)
+	if ((rc = query_u64(st, &have, "PRAGMA user_version", "")) != 0)
 		return rc;
-	rc = step(st, stmt);
-	have = rc == 1 ? sqlite3_column_int64(stmt, 0) : 0;
-	stmt_done(st, stmt);
-	if (rc < 0)
-		return rc;
-	if (have < 0 || (uint64_t)have > want) {
+	if (have > want) { /* a negative user_version too */
 		opd_errmsg_printf(st->errmsg,
 				  "database schema version %lld is newer than this binary's (%zu)",
 				  (long long)have, want);
@@ -578,19 +590,14 @@ static int prune_versions(struct opd_store *st, const char *name, uint64_t newes
 	    "DELETE FROM config_version_selectors WHERE name = ? AND version BETWEEN ? AND ?",
 	    "DELETE FROM config_versions WHERE name = ? AND version BETWEEN ? AND ?",
 	};
-	sqlite3_stmt *stmt;
 	uint64_t oldest, last;
 	int rc;
 
 	if (limit == 0 || newest <= limit)
 		return 0;
-	rc = query(st, &stmt, "SELECT min(version) FROM config_versions WHERE name = ?", "t", name);
+	rc = query_u64(st, &oldest, "SELECT min(version) FROM config_versions WHERE name = ?", "t",
+		       name);
 	if (rc != 0)
-		return rc;
-	rc = step(st, stmt);
-	oldest = rc == 1 ? col_u64(stmt, 0) : 0;
-	stmt_done(st, stmt);
-	if (rc < 0)
 		return rc;
 	if (oldest == 0 || oldest > newest - limit)
 		return 0;
@@ -1347,15 +1354,7 @@ int opd_store_foreach_audit(struct opd_store *st, size_t limit,
 
 static int meta_get(struct opd_store *st, const char *key, uint64_t *out)
 {
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if ((rc = query(st, &stmt, "SELECT value FROM meta WHERE key = ?", "t", key)) != 0)
-		return rc;
-	rc = step(st, stmt);
-	*out = rc == 1 ? col_u64(stmt, 0) : 0;
-	stmt_done(st, stmt);
-	return rc < 0 ? rc : 0;
+	return query_u64(st, out, "SELECT value FROM meta WHERE key = ?", "t", key);
 }
 
 static int meta_set(struct opd_store *st, const char *key, uint64_t value)
@@ -1411,19 +1410,6 @@ void opd_store_rollback(struct opd_store *st)
 }
 
 /* The integer a one-row statement answers (a pragma), or -1. */
-static sqlite3_int64 query_int(struct opd_store *st, const char *sql)
-{
-	sqlite3_stmt *stmt;
-	sqlite3_int64 v = -1;
-
-	if (query(st, &stmt, sql, "") != 0)
-		return -1;
-	if (step(st, stmt) == 1)
-		v = sqlite3_column_int64(stmt, 0);
-	stmt_done(st, stmt);
-	return v;
-}
-
 /*
  * Map the database file once a checkpoint has copied the whole WAL into it,
  * and hold checkpoints (the only writes to that file in WAL mode) until
@@ -1435,7 +1421,7 @@ static sqlite3_int64 query_int(struct opd_store *st, const char *sql)
 static uint8_t *map_image(struct opd_store *st, size_t *len)
 {
 	const char *path = sqlite3_db_filename(st->db, "main");
-	sqlite3_int64 pages, page_size;
+	uint64_t pages, page_size;
 	int log_pages = -1, copied = -1, fd = -1;
 	struct stat sb;
 	void *p = MAP_FAILED;
@@ -1448,9 +1434,9 @@ static uint8_t *map_image(struct opd_store *st, size_t *len)
 				      &copied) != SQLITE_OK ||
 	    log_pages < 0 || copied != log_pages)
 		goto fail;
-	pages = query_int(st, "PRAGMA page_count");
-	page_size = query_int(st, "PRAGMA page_size");
-	if (pages <= 0 || page_size <= 0 || (uint64_t)pages > SIZE_MAX / (uint64_t)page_size)
+	if (query_u64(st, &pages, "PRAGMA page_count", "") != 0 ||
+	    query_u64(st, &page_size, "PRAGMA page_size", "") != 0 || pages == 0 ||
+	    page_size == 0 || pages > SIZE_MAX / page_size)
 		goto fail;
 	n = (size_t)pages * (size_t)page_size;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
