@@ -92,6 +92,15 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The first store opened switched sqlite's memory statistics off (store.c, configure_sqlite). */
+static void test_no_memory_statistics(void **state)
+{
+	struct opd_store *st = *state;
+
+	put(st, "c", "v: 1\n", 0, NULL, 1, 1);
+	assert_int_equal(sqlite3_memory_used(), 0); /* counted, it is never 0 with a store open */
+}
+
 static void test_put_and_read(void **state)
 {
 	struct opd_store *st = *state;
@@ -1127,6 +1136,7 @@ static void test_migrate_files_to_rowid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    T(test_no_memory_statistics),
 	    T(test_put_and_read),
 	    T(test_put_rejects_empty_name),
 	    T(test_identical_reput),
