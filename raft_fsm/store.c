@@ -429,15 +429,17 @@ static void selector_canon(const struct opd_kvs *in, struct opd_kvs *out)
 	opd_kvs_fini(&tmp);
 }
 
+/* A configuration's current selector in canonical order (one cached statement for both readers). */
+static const char SELECTOR_SQL[] =
+    "SELECT key, value FROM config_selectors WHERE name = ? ORDER BY key, value";
+
 static int load_selector(struct opd_store *st, const char *name, struct opd_kvs *out)
 {
 	sqlite3_stmt *stmt;
 	struct opd_kvs sel;
 	int rc;
 
-	rc = query(st, &stmt,
-		   "SELECT key, value FROM config_selectors WHERE name = ? ORDER BY key, value",
-		   "t", name);
+	rc = query(st, &stmt, SELECTOR_SQL, "t", name);
 	if (rc != 0)
 		return rc;
 	opd_kvs_init(&sel);
@@ -512,12 +514,46 @@ static int load_version_hash(struct opd_store *st, const char *name, uint64_t ve
 	return rc;
 }
 
+/* 1 when name's current selector is exactly sel (canonical), 0 when not, <0 on error. */
+static int selector_is(struct opd_store *st, const char *name, const struct opd_kvs *sel)
+{
+	sqlite3_stmt *stmt;
+	size_t i = 0;
+	int rc, same = 1;
+
+	rc = query(st, &stmt, SELECTOR_SQL, "t", name);
+	if (rc != 0)
+		return rc;
+	while (same && (rc = step(st, stmt)) == 1) {
+		const char *k = (const char *)sqlite3_column_text(stmt, 0);
+		const char *v = (const char *)sqlite3_column_text(stmt, 1);
+
+		same = i < sel->n && k != NULL && v != NULL && strcmp(k, sel->v[i].key) == 0 &&
+		       strcmp(v, sel->v[i].value) == 0;
+		i++;
+	}
+	stmt_done(st, stmt);
+	if (rc < 0)
+		return rc;
+	return same && i == sel->n;
+}
+
+/* name's selector becomes sel (canonical). */
+static int replace_selector(struct opd_store *st, const char *name, const struct opd_kvs *sel)
+{
+	int rc = run(st, "DELETE FROM config_selectors WHERE name = ?", "t", name);
+
+	for (size_t i = 0; rc == 0 && i < sel->n; i++)
+		rc = run(st, "INSERT INTO config_selectors (name, key, value) VALUES (?, ?, ?)",
+			 "ttt", name, sel->v[i].key, sel->v[i].value);
+	return rc;
+}
+
 /* 1 when the active version already has these files, selector and priority. */
 static int unchanged(struct opd_store *st, const struct opd_put_version *in,
 		     const struct config_row *row, const struct opd_kvs *sel)
 {
 	uint8_t hash[OPD_CONFIG_HASH_LEN];
-	struct opd_kvs cur;
 	int rc;
 
 	if (row->deleted || row->priority != in->priority)
@@ -527,11 +563,7 @@ static int unchanged(struct opd_store *st, const struct opd_put_version *in,
 		return rc;
 	if (memcmp(hash, in->hash, sizeof hash) != 0)
 		return 0;
-	if ((rc = load_selector(st, in->name, &cur)) != 0)
-		return rc;
-	rc = opd_kvs_equal(&cur, sel);
-	opd_kvs_fini(&cur);
-	return rc;
+	return selector_is(st, in->name, sel);
 }
 
 static int write_version(struct opd_store *st, const struct opd_put_version *in,
@@ -551,14 +583,12 @@ static int write_version(struct opd_store *st, const struct opd_put_version *in,
 			 "tiuuuu", in->name, in->priority, version, version, in->ts_ms, in->ts_ms);
 	if (rc != 0)
 		return rc;
-	if ((rc = run(st, "DELETE FROM config_selectors WHERE name = ?", "t", in->name)) != 0)
+	/* Most versions keep the selector: rewriting its rows would only dirty pages. */
+	rc = exists ? selector_is(st, in->name, sel) : 0;
+	if (rc == 0)
+		rc = replace_selector(st, in->name, sel);
+	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < sel->n; i++) {
-		rc = run(st, "INSERT INTO config_selectors (name, key, value) VALUES (?, ?, ?)",
-			 "ttt", in->name, sel->v[i].key, sel->v[i].value);
-		if (rc != 0)
-			return rc;
-	}
 	rc = run(st,
 		 "INSERT INTO config_versions (name, version, hash, message, actor, created_ms, "
 		 "signature, key_id, term, hlc_logical, priority) "
@@ -983,13 +1013,9 @@ int opd_store_set_selector(struct opd_store *st, const char *name, const struct 
 	}
 	if (rc == 0 && selector != NULL) {
 		opd_buf_appendf(&detail, "%sselector", priority ? "; " : "");
-		rc = run(st, "DELETE FROM config_selectors WHERE name = ?", "t", name);
-		for (size_t i = 0; rc == 0 && i < sel.n; i++) {
+		for (size_t i = 0; i < sel.n; i++)
 			opd_buf_appendf(&detail, " %s=%s", sel.v[i].key, sel.v[i].value);
-			rc = run(st,
-				 "INSERT INTO config_selectors (name, key, value) VALUES (?, ?, ?)",
-				 "ttt", name, sel.v[i].key, sel.v[i].value);
-		}
+		rc = replace_selector(st, name, &sel);
 	}
 	opd_buf_append_byte(&detail, '\0');
 	if (rc == 0)

@@ -179,8 +179,17 @@ static void test_identical_reput(void **state)
 	assert_int_equal(put(st, "c", "a: 2\n", 0, "x", 30, 1), 2);
 	assert_int_equal(put(st, "c", "a: 2\n", 1, "x", 40, 1), 3);
 	assert_int_equal(put(st, "c", "a: 2\n", 1, "y", 50, 1), 4);
-	assert_int_equal(put(st, "c", "a: 2\n", 1, NULL, 60, 1), 5);
-	assert_int_equal(put(st, "c", "a: 2\n", 1, NULL, 70, 0), 5);
+	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
+	assert_int_equal(c.selector.n, 2); /* the new selector replaced the old */
+	assert_string_equal(c.selector.v[1].value, "y");
+	opd_config_info_fini(&c);
+	assert_int_equal(put(st, "c", "a: 3\n", 1, "y", 55, 1), 5); /* the selector kept */
+	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
+	assert_int_equal(c.selector.n, 2);
+	assert_string_equal(c.selector.v[1].value, "y");
+	opd_config_info_fini(&c);
+	assert_int_equal(put(st, "c", "a: 3\n", 1, NULL, 60, 1), 6);
+	assert_int_equal(put(st, "c", "a: 3\n", 1, NULL, 70, 0), 6);
 	assert_int_equal(opd_store_get_config(st, "c", &c), 0);
 	assert_int_equal(c.selector.n, 0);
 	assert_int_equal(c.priority, 1);
