@@ -550,9 +550,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 {
 	struct opd_fsm *f = fsm->data;
 	struct raft_buffer *b;
-	size_t len;
-
 	uint64_t t0 = uv_hrtime(), t1;
+	size_t len;
 
 	if (f->snapshot != NULL)
 		return RAFT_BUSY; /* raft never overlaps snapshots; be safe if it did */

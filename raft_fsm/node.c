@@ -67,9 +67,10 @@
  */
 #define OPD_NODE_MAX_INFLIGHT 256
 /*
- * raft's log segments: 16 MiB instead of its 8. Closing a segment blocks the
- * loop thread in io_destroy(2) for 35-60 ms here (the kernel waits out RCU
- * grace periods), once per segment: the tail of write latency. Not more than
+ * raft's log segments: 16 MiB instead of its 8. Each segment change blocks
+ * the loop thread 30-80 ms here (closing the old segment's AIO context in
+ * io_destroy(2) most of it), and every node changes at the same log
+ * position: the tail of write latency (bench/PROFILE.md). Not more than
  * 16: raft 0.22 keeps its free log capacity in KiB in an unsigned short, and
  * two prepared segments plus the open one must stay below 64 MiB, or the
  * count wraps and every write fails with RAFT_NOSPACE (raft.md §6 #9).
