@@ -52,6 +52,19 @@ static void skip_space(struct parser *ps)
 		ps->p++;
 }
 
+/*
+ * Consumes c and the white space after it when c comes next. Every caller
+ * skips white space after a value anyway, so skipping it here moves no error.
+ */
+static bool eat(struct parser *ps, char c)
+{
+	if (ps->p >= ps->end || *ps->p != c)
+		return false;
+	ps->p++;
+	skip_space(ps);
+	return true;
+}
+
 static json_t *parse_value(struct parser *ps);
 
 static int hex4(const uint8_t *p)
@@ -257,12 +270,9 @@ static json_t *parse_object(struct parser *ps)
 {
 	json_t *obj = json_object();
 
-	ps->p++;
-	skip_space(ps);
-	if (ps->p < ps->end && *ps->p == '}') {
-		ps->p++;
+	eat(ps, '{');
+	if (eat(ps, '}'))
 		return obj;
-	}
 	for (;;) {
 		json_t *v;
 
@@ -278,13 +288,11 @@ static json_t *parse_object(struct parser *ps)
 		}
 		char *k = opd_xstrndup(key, key_len); /* the value reuses the scratch buffer */
 		skip_space(ps);
-		if (ps->p >= ps->end || *ps->p != ':') {
+		if (!eat(ps, ':')) {
 			free(k);
 			fail(ps, "':' expected");
 			goto fail;
 		}
-		ps->p++;
-		skip_space(ps);
 		v = parse_value(ps);
 		if (v == NULL || json_object_setn_new_nocheck(obj, k, key_len, v) != 0) {
 			free(k);
@@ -292,15 +300,10 @@ static json_t *parse_object(struct parser *ps)
 		}
 		free(k);
 		skip_space(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			skip_space(ps);
+		if (eat(ps, ','))
 			continue;
-		}
-		if (ps->p < ps->end && *ps->p == '}') {
-			ps->p++;
+		if (eat(ps, '}'))
 			return obj;
-		}
 		fail(ps, "',' or '}' expected");
 		goto fail;
 	}
@@ -314,27 +317,19 @@ static json_t *parse_array(struct parser *ps)
 {
 	json_t *arr = json_array();
 
-	ps->p++;
-	skip_space(ps);
-	if (ps->p < ps->end && *ps->p == ']') {
-		ps->p++;
+	eat(ps, '[');
+	if (eat(ps, ']'))
 		return arr;
-	}
 	for (;;) {
 		json_t *v = parse_value(ps);
 
 		if (v == NULL || json_array_append_new(arr, v) != 0)
 			break;
 		skip_space(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			skip_space(ps);
+		if (eat(ps, ','))
 			continue;
-		}
-		if (ps->p < ps->end && *ps->p == ']') {
-			ps->p++;
+		if (eat(ps, ']'))
 			return arr;
-		}
 		fail(ps, "',' or ']' expected");
 		break;
 	}
