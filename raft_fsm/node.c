@@ -30,6 +30,7 @@
 
 #include "node.h"
 
+#include "aio_reaper.h"
 #include "cmd.h"
 #include "err.h"
 #include "log.h"
@@ -67,10 +68,11 @@
  */
 #define OPD_NODE_MAX_INFLIGHT 256
 /*
- * raft's log segments: 16 MiB instead of its 8. Each segment change blocks
- * the loop thread 30-80 ms here (closing the old segment's AIO context in
- * io_destroy(2) most of it), and every node changes at the same log
- * position: the tail of write latency (bench/PROFILE.md). Not more than
+ * raft's log segments: 16 MiB instead of its 8. Each segment change blocked
+ * the loop thread 30-80 ms here, most of it in io_destroy(2) of the old
+ * segment's AIO context (now on aio_reaper.c's thread), and every node
+ * changes at the same log position: the tail of write latency
+ * (bench/PROFILE.md). Not more than
  * 16: raft 0.22 keeps its free log capacity in KiB in an unsigned short, and
  * two prepared segments plus the open one must stay below 64 MiB, or the
  * count wraps and every write fails with RAFT_NOSPACE (raft.md §6 #9).
@@ -726,6 +728,8 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 		raft_uv_tcp_close(&n->transport);
 		goto fail_free;
 	}
+	if (opd_aio_reaper_start() != 0) /* still correct, with the loop stalls back */
+		log_warn("no thread for io_destroy: every log segment change stalls the loop");
 	rv = raft_uv_init(&n->io, loop, n->dir, &n->transport);
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft io: %s", n->io.errmsg);
