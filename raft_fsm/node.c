@@ -1,10 +1,10 @@
 /*
- * The node: the only file that calls raft (libraft 0.22.1, the cowsql fork).
- * Every rule below comes from /work/shared/reference/raft.md; the section
- * numbers refer to it.
+ * The node: the only file that calls raft (libraft 0.22.1, the cowsql fork),
+ * but for tcp_transport.c, which wraps raft's TCP transport. Every rule below
+ * comes from /work/shared/reference/raft.md; the section numbers refer to it.
  *
  * - Construction follows §1.3. transport.version = 1 must be set or
- *   raft_uv_tcp_init fails at run time; raft_uv_init does not create the
+ *   raft_uv_tcp_init fails at run time (tcp_transport.c); raft_uv_init does not create the
  *   directory, so it is created here; raft_seed gets a getrandom() value
  *   because raft_uv_init reseeds rand() from the clock and co-located nodes
  *   would draw identical election timers (§6 #11); auto-recovery is off so
@@ -31,6 +31,7 @@
 #include "node.h"
 
 #include "aio_reaper.h"
+#include "tcp_transport.h"
 #include "cmd.h"
 #include "err.h"
 #include "log.h"
@@ -90,7 +91,7 @@ struct opd_node {
 	struct opd_fsm *fsm;
 	struct raft raft;
 	struct raft_io io;
-	struct raft_uv_transport transport;
+	struct opd_tcp_transport transport;
 	uv_timer_t defer;    /* runs raft_close outside raft's callbacks */
 	uv_prepare_t flush;  /* arms commit when entries wait for a COMMIT */
 	uv_timer_t commit;   /* commits them OPD_NODE_COMMIT_MS later (group commit) */
@@ -461,7 +462,7 @@ static const char *error_text(struct opd_node *n, int rv)
 	if (s == NULL || s[0] == '\0')
 		s = n->io.errmsg;
 	if (s == NULL || s[0] == '\0')
-		s = n->transport.errmsg;
+		s = n->transport.raft.errmsg;
 	if (s == NULL || s[0] == '\0')
 		s = raft_strerror(rv);
 	return s;
@@ -599,7 +600,7 @@ static void raft_closed(struct raft *r)
 		log_error("node %llu closed with %u requests unanswered", (unsigned long long)r->id,
 			  n->pending);
 	raft_uv_close(&n->io);
-	raft_uv_tcp_close(&n->transport);
+	raft_uv_tcp_close(&n->transport.raft);
 	if (n->fsm->index_data == n) {
 		n->fsm->next_index = NULL;
 		n->fsm->index_data = NULL;
@@ -715,25 +716,24 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	snprintf(n->address, sizeof n->address, "%s", cfg->address);
 	n->window_ms = (uint64_t)W_HEARTBEATS * cfg->heartbeat_ms;
 
-	n->transport.version = 1; /* else RAFT_INVALID at run time (§1.2) */
-	rv = raft_uv_tcp_init(&n->transport, loop);
+	rv = opd_tcp_transport_init(&n->transport, loop);
 	if (rv != 0) {
-		opd_errmsg_printf(errmsg, "raft transport: %s", n->transport.errmsg);
+		opd_errmsg_printf(errmsg, "raft transport: %s", n->transport.raft.errmsg);
 		goto fail_free;
 	}
-	rv = raft_uv_tcp_set_bind_address(&n->transport, n->address);
+	rv = raft_uv_tcp_set_bind_address(&n->transport.raft, n->address);
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft bind address %s: %s", n->address,
 				  raft_strerror(rv));
-		raft_uv_tcp_close(&n->transport);
+		raft_uv_tcp_close(&n->transport.raft);
 		goto fail_free;
 	}
 	if (opd_aio_reaper_start() != 0) /* still correct, with the loop stalls back */
 		log_warn("no thread for io_destroy: every log segment change stalls the loop");
-	rv = raft_uv_init(&n->io, loop, n->dir, &n->transport);
+	rv = raft_uv_init(&n->io, loop, n->dir, &n->transport.raft);
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft io: %s", n->io.errmsg);
-		raft_uv_tcp_close(&n->transport);
+		raft_uv_tcp_close(&n->transport.raft);
 		goto fail_free;
 	}
 	raft_uv_set_auto_recovery(&n->io, false); /* §6 #10 */
@@ -742,7 +742,7 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft init: %s", error_text(n, rv));
 		raft_uv_close(&n->io);
-		raft_uv_tcp_close(&n->transport);
+		raft_uv_tcp_close(&n->transport.raft);
 		goto fail_free;
 	}
 	/* From here on raft and the timer handle exist: teardown is asynchronous. */
