@@ -17,11 +17,16 @@ struct sqlite3;
 struct opd_checkpointer;
 
 /*
- * 16 MiB of 4 KiB pages (sqlite's own default is 1000): pages written again
- * and again between checkpoints (index leaves, the applied index) are copied
- * once per checkpoint, so fewer checkpoints copy fewer pages in all.
+ * 4 MiB of 4 KiB pages (sqlite's own default is 1000). The first checkpoint
+ * after the WAL rewinds copies all of it at once, and the later ones only
+ * what each commit added. At 16 MiB that first copy and its fsync took 28-56
+ * ms and held up the raft log's writes on the same disk: the slowest writes
+ * of a 3-node cluster on one machine waited for it (bench/PROFILE.md). Fewer,
+ * larger checkpoints would copy a page written again and again only once, but
+ * most pages a write touches are new (its version's rows): 4 MiB costs ~15 %
+ * more bytes written than 16 MiB did.
  */
-#define OPD_CKPT_PAGES 4096
+#define OPD_CKPT_PAGES 1024
 #define OPD_CKPT_MAX_PAGES 8192 /* 32 MiB of 4 KiB pages */
 
 /*
