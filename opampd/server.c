@@ -2,6 +2,7 @@
 
 #include "server.h"
 
+#include "aio_reaper.h"
 #include "log.h"
 #include "mem.h"
 #include "ui.h"
@@ -476,6 +477,10 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		s->cluster.forwarded);
 	COUNTER("opampd_forward_failures_total", "Forwards the leader did not answer.",
 		s->cluster.forward_failures);
+	COUNTER("opampd_raft_aio_contexts_deferred_total",
+		"Kernel AIO contexts raft closed that were destroyed off the event loop (aio_reaper.c); "
+		"raft's I/O probe at start-up makes at least one.",
+		opd_aio_reaper_deferred());
 	GAUGE("opampd_raft_term", "Current raft term.", st.term);
 	GAUGE("opampd_raft_commit_index", "Raft commit index.", st.commit_index);
 	GAUGE("opampd_raft_applied_index", "Raft applied index.", st.applied_index);

@@ -216,6 +216,11 @@ static void test_single_node(void **state)
 	EXPECT_SAMPLE(page, "opampd_raft_members{role=\"voter\"}", 1);
 	EXPECT_SAMPLE(page, "opampd_read_only", 0);
 	EXPECT_SAMPLE(page, "opampd_admission_rejections_total{reason=\"max_connections\"}", 0);
+	/*
+	 * raft's start-up probe of the data directory closes an AIO context: with the
+	 * libraft this runs on, its io_destroy reached aio_reaper.c's thread.
+	 */
+	assert_true(sample(page, "opampd_raft_aio_contexts_deferred_total") >= 1);
 	check_with_promtool(page);
 	free(page);
 
