@@ -27,7 +27,7 @@
  */
 #define OPD_AIO_REAPER_QUEUE 64
 
-/* Start the thread (once per process; later calls do nothing). Returns 0 or -1 if it cannot start. */
+/* Start the thread, once per process (later calls do nothing): 0, or -1 if it cannot start. */
 int opd_aio_reaper_start(void);
 
 /* Wait until every context handed over so far is destroyed. */

@@ -4,12 +4,12 @@
  * comes from /work/shared/reference/raft.md; the section numbers refer to it.
  *
  * - Construction follows §1.3. transport.version = 1 must be set or
- *   raft_uv_tcp_init fails at run time (tcp_transport.c); raft_uv_init does not create the
- *   directory, so it is created here; raft_seed gets a getrandom() value
- *   because raft_uv_init reseeds rand() from the clock and co-located nodes
- *   would draw identical election timers (§6 #11); auto-recovery is off so
- *   that acknowledged entries never vanish silently (§6 #10); pre-vote is on
- *   (§6 #17).
+ *   raft_uv_tcp_init fails at run time (tcp_transport.c sets it);
+ *   raft_uv_init does not create the directory, so it is created here;
+ *   raft_seed gets a getrandom() value because raft_uv_init reseeds rand()
+ *   from the clock and co-located nodes would draw identical election
+ *   timers (§6 #11); auto-recovery is off so that acknowledged entries never
+ *   vanish silently (§6 #10); pre-vote is on (§6 #17).
  * - SIGPIPE must be ignored before start (§6 #5): a peer closing its socket
  *   would otherwise kill the process. The daemon does it in main(); start
  *   refuses to run with the default disposition rather than change it.
@@ -31,11 +31,11 @@
 #include "node.h"
 
 #include "aio_reaper.h"
-#include "tcp_transport.h"
 #include "cmd.h"
 #include "err.h"
 #include "log.h"
 #include "mem.h"
+#include "tcp_transport.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -73,10 +73,10 @@
  * the loop thread 30-80 ms here, most of it in io_destroy(2) of the old
  * segment's AIO context (now on aio_reaper.c's thread), and every node
  * changes at the same log position: the tail of write latency
- * (bench/PROFILE.md). Not more than
- * 16: raft 0.22 keeps its free log capacity in KiB in an unsigned short, and
- * two prepared segments plus the open one must stay below 64 MiB, or the
- * count wraps and every write fails with RAFT_NOSPACE (raft.md §6 #9).
+ * (bench/PROFILE.md). Not more than 16: raft 0.22 keeps its free log
+ * capacity in KiB in an unsigned short, and two prepared segments plus the
+ * open one must stay below 64 MiB, or the count wraps and every write fails
+ * with RAFT_NOSPACE (raft.md §6 #9).
  */
 #define OPD_NODE_SEGMENT_BYTES (16u << 20)
 
