@@ -5,6 +5,7 @@
 #include "aio_reaper.h"
 #include "log.h"
 #include "mem.h"
+#include "segment_fill.h"
 #include "ui.h"
 
 #include <errno.h>
@@ -481,6 +482,10 @@ static void metrics(struct opd_server *s, struct opd_buf *out)
 		"Kernel AIO contexts raft closed that were destroyed off the event loop (aio_reaper.c); "
 		"raft's I/O probe at start-up makes at least one.",
 		opd_aio_reaper_deferred());
+	COUNTER("opampd_raft_segments_filled_total",
+		"Raft log segments written with zeros before use (segment_fill.c), so that raft's "
+		"writes need no journal commit; raft prepares one at start-up.",
+		opd_segment_fill_count());
 	GAUGE("opampd_raft_term", "Current raft term.", st.term);
 	GAUGE("opampd_raft_commit_index", "Raft commit index.", st.commit_index);
 	GAUGE("opampd_raft_applied_index", "Raft applied index.", st.applied_index);

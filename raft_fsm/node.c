@@ -35,6 +35,7 @@
 #include "err.h"
 #include "log.h"
 #include "mem.h"
+#include "segment_fill.h"
 #include "tcp_transport.h"
 
 #include <errno.h>
@@ -79,6 +80,15 @@
  * with RAFT_NOSPACE (raft.md §6 #9).
  */
 #define OPD_NODE_SEGMENT_BYTES (16u << 20)
+/*
+ * Prepared log space, in KiB, a majority of voters must report for raft to
+ * accept an entry: raft's own default, set here so that raft's check and
+ * evaluate()'s agree.
+ * A segment is ready once segment_fill.c has written it, tens of
+ * milliseconds after start-up: until then a leader reports itself read-only
+ * instead of failing writes with RAFT_NOSPACE.
+ */
+#define OPD_NODE_LOG_CAPACITY_KIB 4096
 
 /* The last AppendEntriesResult (leader) seen from one peer. */
 struct contact {
@@ -399,6 +409,13 @@ static int evaluate(struct opd_node *n, int *read_only, char *reason, size_t cap
 					 "new leader catching up: applied %llu of %llu entries",
 					 (unsigned long long)raft_last_applied(&n->raft),
 					 (unsigned long long)n->leader_start_index);
+			return 0;
+		}
+		if (n->io.capacity < OPD_NODE_LOG_CAPACITY_KIB) {
+			if (reason != NULL)
+				snprintf(reason, cap,
+					 "leader preparing its log: %u of %u KiB ready",
+					 (unsigned)n->io.capacity, OPD_NODE_LOG_CAPACITY_KIB);
 			return 0;
 		}
 		q = leader_quorum(n, now);
@@ -730,6 +747,7 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	}
 	if (opd_aio_reaper_start() != 0) /* still correct, with the loop stalls back */
 		log_warn("no thread for io_destroy: every log segment change stalls the loop");
+	opd_segment_fill_start();
 	rv = raft_uv_init(&n->io, loop, n->dir, &n->transport.raft);
 	if (rv != 0) {
 		opd_errmsg_printf(errmsg, "raft io: %s", n->io.errmsg);
@@ -756,6 +774,7 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	 * 64 concurrent writes back until the first half was acknowledged.
 	 */
 	raft_set_max_inflight_entries(&n->raft, OPD_NODE_MAX_INFLIGHT);
+	raft_set_capacity_threshold(&n->raft, OPD_NODE_LOG_CAPACITY_KIB);
 	raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
 	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
 	n->auto_snapshots = cfg->snapshot_threshold == 0;

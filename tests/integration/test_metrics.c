@@ -221,6 +221,8 @@ static void test_single_node(void **state)
 	 * libraft this runs on, its io_destroy reached aio_reaper.c's thread.
 	 */
 	assert_true(sample(page, "opampd_raft_aio_contexts_deferred_total") >= 1);
+	/* And the log segment raft prepared at start was written with zeros (segment_fill.c). */
+	assert_true(sample(page, "opampd_raft_segments_filled_total") >= 1);
 	check_with_promtool(page);
 	free(page);
 
