@@ -85,8 +85,8 @@
  * accept an entry: raft's own default, set here so that raft's check and
  * evaluate()'s agree.
  * A segment is ready once segment_fill.c has written it, tens of
- * milliseconds after start-up: until then a leader reports itself read-only
- * instead of failing writes with RAFT_NOSPACE.
+ * milliseconds after start-up (or never, on a full disk): until then a leader
+ * reports itself read-only instead of failing writes with RAFT_NOSPACE.
  */
 #define OPD_NODE_LOG_CAPACITY_KIB 4096
 
@@ -414,7 +414,8 @@ static int evaluate(struct opd_node *n, int *read_only, char *reason, size_t cap
 		if (n->io.capacity < OPD_NODE_LOG_CAPACITY_KIB) {
 			if (reason != NULL)
 				snprintf(reason, cap,
-					 "leader preparing its log: %u of %u KiB ready",
+					 "leader's log not ready: %u of %u KiB of segments prepared "
+					 "(starting up, or the disk is full)",
 					 (unsigned)n->io.capacity, OPD_NODE_LOG_CAPACITY_KIB);
 			return 0;
 		}

@@ -475,7 +475,7 @@ static void test_single_node(void **state)
 	assert_string_equal(role_of(1), "leader");
 	opd_node_status(nodes[1].n, &st);
 	if (st.read_only)
-		assert_non_null(strstr(st.reason, "leader preparing its log"));
+		assert_non_null(strstr(st.reason, "leader's log not ready"));
 	assert_true(run_until(is_writable, nodes[1].n, 5000));
 
 	propose_ok(1, 7);
