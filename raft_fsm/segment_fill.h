@@ -19,6 +19,9 @@
  * blocks in place and need no journal commit. The cost is the segment's
  * size written once more, off the event loop, before raft needs it.
  *
+ * The file must not be written by anyone else meanwhile: raft prepares a
+ * segment in one thread before it opens it for writes.
+ *
  * Nothing else in the process calls posix_fallocate (sqlite would only with
  * SQLITE_FCNTL_CHUNK_SIZE, which the store does not set), and a file opened
  * for appending is never filled: a positioned write there would append.
