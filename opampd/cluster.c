@@ -682,6 +682,12 @@ static void on_watch(uv_timer_t *t)
 		log_info("this node is now the writable leader term=%llu",
 			 (unsigned long long)opd_node_term(c->node));
 		opd_configs_ensure_key(c->configs);
+	} else if (!writable && c->was_leader) {
+		struct opd_node_status st;
+
+		opd_node_status(c->node, &st);
+		log_warn("this node is no longer the writable leader term=%llu: %s",
+			 (unsigned long long)st.term, st.reason);
 	}
 	c->was_leader = writable;
 }
