@@ -1,6 +1,7 @@
 #include "aio_reaper.h"
 
-#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE, set for the whole build */
+#include "libc_next.h"
+
 #include <errno.h>
 #include <linux/aio_abi.h>
 #include <pthread.h>
@@ -29,14 +30,9 @@ static struct {
 /* libc's syscall(), the one this file's definition hides. */
 static syscall_fn libc_syscall(void)
 {
-	static syscall_fn fn;
-	syscall_fn f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);
+	static void *cache;
 
-	if (f == NULL) {
-		f = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
-		__atomic_store_n(&fn, f, __ATOMIC_RELEASE);
-	}
-	return f;
+	return (syscall_fn)opd_libc_next(&cache, "syscall");
 }
 
 static void *reaper(void *arg)

@@ -1,8 +1,9 @@
 #include "segment_fill.h"
 
-#include <dlfcn.h> /* RTLD_NEXT; sync_file_range: _GNU_SOURCE, set for the whole build */
+#include "libc_next.h"
+
 #include <errno.h>
-#include <fcntl.h>
+#include <fcntl.h> /* sync_file_range: _GNU_SOURCE, set for the whole build */
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,14 +21,9 @@ static _Alignas(BLOCK) unsigned char zeros[OPD_SEGMENT_FILL_PIECE];
 /* libc's posix_fallocate, the one this file's definition hides. */
 static fallocate_fn libc_posix_fallocate(void)
 {
-	static fallocate_fn fn;
-	fallocate_fn f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);
+	static void *cache;
 
-	if (f == NULL) {
-		f = (fallocate_fn)dlsym(RTLD_NEXT, "posix_fallocate");
-		__atomic_store_n(&fn, f, __ATOMIC_RELEASE);
-	}
-	return f;
+	return (fallocate_fn)opd_libc_next(&cache, "posix_fallocate");
 }
 
 /* Write [from, to) of fd with zeros, a piece at a time: true when all of it is on disk. */

@@ -15,9 +15,9 @@
  * the file reads as zeros anyway, so no content changes: in pieces, each
  * written back before the next, so that the disk's queue holds at most one
  * piece ahead of a raft write; then one fdatasync commits the extents as
- * written. Later writes into the segment overwrite
- * blocks in place and need no journal commit. The cost is the segment's
- * size written once more, off the event loop, before raft needs it.
+ * written. Later writes into the segment overwrite blocks in place and need
+ * no journal commit. The cost is the segment's size written once more, off
+ * the event loop, before raft needs it.
  *
  * The file must not be written by anyone else meanwhile: raft prepares a
  * segment in one thread before it opens it for writes.

@@ -391,21 +391,6 @@ static void test_minority_follower_read_only(void **state)
 	minority_read_only(f, opd_cluster_follower(&f->c, l, 0));
 }
 
-/* Whether the file at path holds needle (it is read whole, at most 1 MiB). */
-static int file_contains(const char *path, const char *needle)
-{
-	static char buf[1 << 20];
-	FILE *fp = fopen(path, "r");
-	size_t n;
-
-	if (fp == NULL)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	return strstr(buf, needle) != NULL;
-}
-
 static void test_minority_leader_read_only(void **state)
 {
 	struct fx *f = *state;
@@ -413,9 +398,10 @@ static void test_minority_leader_read_only(void **state)
 
 	minority_read_only(f, l);
 	/* The leader's log says when and why it stopped being writable. */
-	assert_true(file_contains(f->c.nodes[l].d.log_path,
-				  "this node is no longer the writable leader term="));
-	assert_true(file_contains(f->c.nodes[l].d.log_path, ": leader without quorum: heard from"));
+	assert_true(opd_daemon_log_contains(&f->c.nodes[l].d,
+					    "this node is no longer the writable leader term="));
+	assert_true(
+	    opd_daemon_log_contains(&f->c.nodes[l].d, ": leader without quorum: heard from"));
 }
 
 /* d. A follower that missed writes while down catches up: identical digests everywhere. */

@@ -256,9 +256,9 @@ static const char *const *with_raft(struct opd_daemon *d, const char *const *ext
 	return args;
 }
 
-int opd_daemon_port_clash(const struct opd_daemon *d)
+int opd_daemon_log_contains(const struct opd_daemon *d, const char *needle)
 {
-	char buf[4096];
+	static char buf[1 << 20];
 	size_t n;
 	FILE *f;
 
@@ -267,7 +267,12 @@ int opd_daemon_port_clash(const struct opd_daemon *d)
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	return strstr(buf, "address already in use") != NULL;
+	return strstr(buf, needle) != NULL;
+}
+
+int opd_daemon_port_clash(const struct opd_daemon *d)
+{
+	return opd_daemon_log_contains(d, "address already in use");
 }
 
 static int start_single_once(struct opd_daemon *d, const char *const *extra, int *clash)

@@ -89,6 +89,9 @@ int opd_daemon_signal_wait(struct opd_daemon *d, int sig);
  */
 int opd_daemon_restart(struct opd_daemon *d, const char *const *extra);
 
+/* 1 when the daemon's log (its first MiB) holds needle. */
+int opd_daemon_log_contains(const struct opd_daemon *d, const char *needle);
+
 /* Copy the tail (at most 8 KiB) of the daemon's log to stderr, for failure diagnostics. */
 void opd_daemon_dump_log(const struct opd_daemon *d);
 
