@@ -1570,6 +1570,26 @@
 
 	// Cluster ----------------------------------------------------------------------------
 
+	// The digest dumps the whole store on the node: computed when asked, not polled with the
+	// status. The last one computed stays shown (with its index) across refreshes.
+	let lastDigest = null;
+	function digestEl() {
+		const slot = h('span', {'data-k': 'digest'});
+		const show = () => slot.replaceChildren(...(lastDigest
+			? [hashEl(lastDigest.store_digest, 12), ` at index ${lastDigest.applied_index} `] : []), ask);
+		const ask = h('button.btn.btn-quiet', {type: 'button', on: {click: async () => {
+			ask.disabled = true;
+			try {
+				lastDigest = await get('/api/v1/cluster/digest');
+				show();
+			} finally {
+				ask.disabled = false;
+			}
+		}}}, 'Compute');
+		show();
+		return slot;
+	}
+
 	function mountCluster(main) {
 		const body = h('div');
 		main.append(h('div.page-head', h('h1', 'Cluster')), body);
@@ -1599,7 +1619,7 @@
 					['Last index', String(c.last_index), {'data-k': 'last-index'}],
 				])),
 				card('Store', kvList([
-					['Digest', hashEl(c.store_digest, 12)],
+					['Digest', digestEl()],
 					['Unverified versions', c.unverified_versions ? h('span.err-text', String(c.unverified_versions)) : '0',
 						{'data-k': 'unverified'}],
 				])));

@@ -564,6 +564,11 @@ class Campaign:
         self.note_status(i, j)
         return j
 
+    def digest(self, i, timeout=2.0):
+        """GET /api/v1/cluster/digest: the store digest and the applied index it was taken at."""
+        st, j, _ = api(self.topo.ip(i), "GET", "/api/v1/cluster/digest", timeout=timeout)
+        return j if st == 200 and isinstance(j, dict) else None
+
     def note_status(self, i, j):
         term = j.get("term")
         leader = (j.get("leader") or {}).get("id")
@@ -604,12 +609,14 @@ class Campaign:
         last = None
         while now() < end:
             sts = {i: self.status(i) for i in self.nodes}
-            if all(sts.values()):
-                applied = {s["applied_index"] for s in sts.values()}
-                last = {i: (s["applied_index"], s["commit_index"], s["store_digest"][:12])
-                        for i, s in sts.items()}
+            dgs = {i: self.digest(i) for i in self.nodes}
+            if all(sts.values()) and all(dgs.values()):
+                # The digest call reports the applied index its dump was taken at.
+                applied = {d["applied_index"] for d in dgs.values()}
+                last = {i: (d["applied_index"], sts[i]["commit_index"], d["store_digest"][:12])
+                        for i, d in dgs.items()}
                 if len(applied) == 1:
-                    digests = {s["store_digest"] for s in sts.values()}
+                    digests = {d["store_digest"] for d in dgs.values()}
                     if len(digests) != 1 or "" in digests:
                         self.violation("%s: store digests differ at applied index %s: %s"
                                        % (where, applied.pop(), last))

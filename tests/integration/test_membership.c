@@ -148,7 +148,8 @@ static void test_add_promote_transfer_remove(void **state)
 		json_t *j = NULL;
 
 		dig4[0] = '\0';
-		if (opd_api_request(&d4, "GET", "/api/v1/cluster", NULL, d4.token, &r, &j) == 200)
+		if (opd_api_request(&d4, "GET", "/api/v1/cluster/digest", NULL, d4.token, &r, &j) ==
+		    200)
 			snprintf(dig4, sizeof dig4, "%s",
 				 json_string_value(json_object_get(j, "store_digest")));
 		json_decref(j);
@@ -158,6 +159,32 @@ static void test_add_promote_transfer_remove(void **state)
 		opd_test_pause_ms(100);
 	}
 	assert_string_equal(dig4, d1);
+	{
+		/* The digest is its own call, with the index it was taken at; the status no
+		 * longer dumps the store. */
+		struct opd_client_resp r = {0};
+		json_t *j = NULL;
+
+		assert_int_equal(opd_api_request(&d4, "GET", "/api/v1/cluster/digest", NULL,
+						 d4.token, &r, &j),
+				 200);
+		assert_int_equal(json_integer_value(json_object_get(j, "node_id")), 4);
+		assert_true(json_integer_value(json_object_get(j, "applied_index")) > 0);
+		json_decref(j);
+		opd_client_resp_free(&r);
+		j = NULL;
+		assert_int_equal(
+		    opd_api_request(&d4, "GET", "/api/v1/cluster", NULL, d4.token, &r, &j), 200);
+		assert_null(json_object_get(j, "store_digest"));
+		json_decref(j);
+		opd_client_resp_free(&r);
+		j = NULL;
+		assert_int_equal(opd_api_request(&d4, "POST", "/api/v1/cluster/digest", "{}",
+						 d4.token, &r, &j),
+				 405);
+		json_decref(j);
+		opd_client_resp_free(&r);
+	}
 
 	/* Leadership to node 4 and back. */
 	assert_int_equal(call(&c, l, "POST", "/api/v1/cluster/transfer", "{\"id\": 4}", 200), 200);

@@ -280,19 +280,24 @@ int opd_cluster_request(struct opd_cluster *c, int i, const char *method, const 
 	return r->status;
 }
 
-json_t *opd_cluster_status(struct opd_cluster *c, int i, int timeout_ms)
+static json_t *get_object(struct opd_cluster *c, int i, const char *path, int timeout_ms)
 {
 	struct opd_client_resp r;
 	json_t *j = NULL;
 	int st;
 
-	st = opd_cluster_request(c, i, "GET", "/api/v1/cluster", NULL, NULL, timeout_ms, &r, &j);
+	st = opd_cluster_request(c, i, "GET", path, NULL, NULL, timeout_ms, &r, &j);
 	opd_client_resp_free(&r);
 	if (st != 200 || !json_is_object(j)) {
 		json_decref(j);
 		return NULL;
 	}
 	return j;
+}
+
+json_t *opd_cluster_status(struct opd_cluster *c, int i, int timeout_ms)
+{
+	return get_object(c, i, "/api/v1/cluster", timeout_ms);
 }
 
 static long long leader_id_of(json_t *st)
@@ -409,7 +414,7 @@ int opd_cluster_resume(struct opd_cluster *c, int i)
 
 int opd_cluster_digest(struct opd_cluster *c, int i, char out[65])
 {
-	json_t *st = opd_cluster_status(c, i, STATUS_TIMEOUT_MS);
+	json_t *st = get_object(c, i, "/api/v1/cluster/digest", STATUS_TIMEOUT_MS);
 	const char *dg = st != NULL ? json_string_value(json_object_get(st, "store_digest")) : NULL;
 	int rc = -1;
 
@@ -448,19 +453,21 @@ int opd_cluster_wait_digests(struct opd_cluster *c, int timeout_ms, char out[65]
 	}
 	fprintf(stderr, "cluster: digests still differ after %d ms:\n", timeout_ms);
 	for (int i = 0; i < c->n; i++) {
-		json_t *st;
+		json_t *st, *dj;
 
 		if (c->nodes[i].state != OPD_CN_RUNNING)
 			continue;
+		dj = get_object(c, i, "/api/v1/cluster/digest", STATUS_TIMEOUT_MS);
 		st = opd_cluster_status(c, i, STATUS_TIMEOUT_MS);
 		fprintf(stderr, "  node %d: digest %s applied %lld commit %lld last %lld\n",
 			c->nodes[i].id,
-			st != NULL && json_is_string(json_object_get(st, "store_digest"))
-			    ? json_string_value(json_object_get(st, "store_digest"))
+			dj != NULL && json_is_string(json_object_get(dj, "store_digest"))
+			    ? json_string_value(json_object_get(dj, "store_digest"))
 			    : "?",
 			(long long)json_integer_value(json_object_get(st, "applied_index")),
 			(long long)json_integer_value(json_object_get(st, "commit_index")),
 			(long long)json_integer_value(json_object_get(st, "last_index")));
+		json_decref(dj);
 		json_decref(st);
 	}
 	return -1;

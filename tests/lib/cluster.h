@@ -78,7 +78,7 @@ int opd_cluster_restart(struct opd_cluster *c, int i);
 int opd_cluster_pause(struct opd_cluster *c, int i);
 int opd_cluster_resume(struct opd_cluster *c, int i);
 
-/* Node i's store_digest (64 hex + NUL) into out. 0 or -1. */
+/* Node i's store_digest (GET /api/v1/cluster/digest: 64 hex + NUL) into out. 0 or -1. */
 int opd_cluster_digest(struct opd_cluster *c, int i, char out[65]);
 
 /*

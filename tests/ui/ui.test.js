@@ -629,6 +629,14 @@ async function run(tmp, agents, setBrowser) {
 		assert(commit > 0 && commit <= c.commit_index, `commit index ${commit} vs ${c.commit_index}`);
 		eq(await page.locator('tr[data-member]').count(), c.members.length, 'members');
 		assert((await text(page, '[data-k=cluster-banner]')).includes('Writable'), 'writable');
+		// The store digest is computed when asked for (it dumps the store), then stays shown.
+		await page.locator('[data-k=digest] button').click();
+		const d = (await api('GET', '/api/v1/cluster/digest')).json;
+		await waitFor(async () => (await text(page, '[data-k=digest]')).includes(` at index `), 'digest shown');
+		const shown = await page.locator('[data-k=digest] code.hash').getAttribute('title');
+		eq(shown.length, 64, 'digest length');
+		if (d.applied_index === Number((await text(page, '[data-k=digest]')).match(/at index (\d+)/)[1]))
+			eq(shown, d.store_digest, 'digest at the same index');
 		await shot(page, '12-cluster.png');
 	});
 
