@@ -73,6 +73,7 @@ struct opd_server {
 	struct opd_listener opamp, admin_listener;
 	char endpoint_url[128];
 	uv_timer_t tick; /* registry sweep and agent persistence */
+	uv_check_t push; /* armed by a change of configurations: one push per loop turn */
 	uv_signal_t sigterm, sigint, sighup;
 	struct opd_tls_tokens agent_tokens; /* from agent_token_file (none: not required) */
 	int started;
