@@ -117,6 +117,7 @@ struct opd_agent {
 	uint64_t desired_gen;
 	char *desired_name; /* owned, NULL when no configuration matches */
 	uint64_t desired_version;
+	int64_t desired_priority;
 	struct opd_hash desired_hash;
 	struct opd_hash sent_hash; /* remote config sent and not yet answered with a report */
 	uint64_t sent_at_ms;       /* when sent_hash went out (monotonic) */

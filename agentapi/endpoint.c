@@ -492,22 +492,30 @@ void opd_endpoint_drop(struct opd_endpoint *e, struct opd_agent *a, const char *
 		opd_conn_ws_close(a->conn, WS_CLOSE_POLICY, why);
 }
 
-void opd_endpoint_push_all(struct opd_endpoint *e)
-{
-	struct opd_list *pos;
+struct push_ctx {
+	struct opd_endpoint *e;
 	struct opd_buf out;
+	uint64_t now; /* one push: one time for every agent */
+};
 
-	opd_buf_init(&out);
-	opd_list_foreach(pos, &e->registry->agents)
-	{
-		struct opd_agent *a = opd_container_of(pos, struct opd_agent, link);
-		if (a->conn == NULL || a->transport != OPD_TRANSPORT_WS)
-			continue;
-		opd_buf_reset(&out);
-		opd_buf_append_byte(&out, 0);
-		if (opd_session_push(e->registry, a, opd_clock_now(e->clock), &out) == 1 &&
-		    opd_conn_ws_send(a->conn, opd_buf_rptr(&out), opd_buf_avail(&out)) == 0)
-			e->stats.pushes++;
-	}
-	opd_buf_fini(&out);
+static void push_moved(void *data, struct opd_agent *a)
+{
+	struct push_ctx *p = data;
+
+	if (a->conn == NULL || a->transport != OPD_TRANSPORT_WS)
+		return;
+	opd_buf_reset(&p->out);
+	opd_buf_append_byte(&p->out, 0);
+	if (opd_session_push(p->e->registry, a, p->now, &p->out) == 1 &&
+	    opd_conn_ws_send(a->conn, opd_buf_rptr(&p->out), opd_buf_avail(&p->out)) == 0)
+		p->e->stats.pushes++;
+}
+
+void opd_endpoint_configs_changed(struct opd_endpoint *e)
+{
+	struct push_ctx p = {.e = e, .now = opd_clock_now(e->clock)};
+
+	opd_buf_init(&p.out);
+	opd_registry_configs_changed_each(e->registry, push_moved, &p);
+	opd_buf_fini(&p.out);
 }

@@ -69,9 +69,13 @@ void opd_endpoint_tick(struct opd_endpoint *e);
 /* The listener handler serving this endpoint. */
 struct opd_listener_handler opd_endpoint_handler(struct opd_endpoint *e);
 
-/* Configurations changed: send each WebSocket agent whose desired config moved its new config now.
+/*
+ * Configurations changed (opd_registry_configs_changed_each): send each
+ * WebSocket agent whose desired config may have moved its new config now.
+ * The others were sent theirs when it last moved, or get it when they next
+ * speak (HTTP, or not computed yet).
  */
-void opd_endpoint_push_all(struct opd_endpoint *e);
+void opd_endpoint_configs_changed(struct opd_endpoint *e);
 
 /* Send agent a its due certificate offer now if it is on a WebSocket: 1 sent, 0 not (an HTTP
  * agent gets it with its next poll). */

@@ -188,9 +188,30 @@ void opd_registry_remove(struct opd_registry *r, struct opd_agent *a)
 	agent_free(a);
 }
 
+void opd_registry_configs_changed_each(struct opd_registry *r,
+				       void (*moved)(void *data, struct opd_agent *a), void *data)
+{
+	struct opd_list *pos;
+	uint64_t was = r->config_gen++;
+
+	if (r->ops.affects == NULL && moved == NULL)
+		return;
+	opd_list_foreach(pos, &r->agents)
+	{
+		struct opd_agent *a = opd_container_of(pos, struct opd_agent, link);
+
+		if (a->desired_gen != was)
+			continue; /* stale already: recomputed when next needed */
+		if (r->ops.affects != NULL && !r->ops.affects(r->ops.data, a))
+			a->desired_gen = r->config_gen;
+		else if (moved != NULL)
+			moved(data, a);
+	}
+}
+
 void opd_registry_configs_changed(struct opd_registry *r)
 {
-	r->config_gen++;
+	opd_registry_configs_changed_each(r, NULL, NULL);
 }
 
 uint64_t opd_registry_expected_interval_ms(const struct opd_registry *r, const struct opd_agent *a)

@@ -15,6 +15,7 @@
 struct opd_desired {
 	const char *name; /* borrowed until the next config_gen change */
 	uint64_t version;
+	int64_t priority; /* higher wins, then the name in byte order (opd_registry_ops.affects) */
 	const uint8_t *hash;
 	size_t hash_len;
 	const uint8_t *config_pb; /* packed AgentConfigMap */
@@ -44,6 +45,11 @@ struct opd_registry_ops {
 	/* Fill a fresh random instance_uid (for RequestInstanceUid). */
 	void (*new_uid)(void *data, uint8_t uid[OPD_UID_LEN]);
 	void *data;
+	/*
+	 * After configurations changed: 0 when agent a, whose desired configuration
+	 * was current, certainly still wants it. NULL: every agent recomputes.
+	 */
+	int (*affects)(void *data, const struct opd_agent *a);
 };
 
 /*
@@ -128,8 +134,16 @@ int opd_registry_rekey(struct opd_registry *r, struct opd_agent *a, const uint8_
 
 void opd_registry_remove(struct opd_registry *r, struct opd_agent *a);
 
-/* Configurations changed: every agent's desired config is recomputed lazily. */
+/*
+ * Configurations changed: the desired configuration of every agent that
+ * ops.affects names (or every agent) is recomputed lazily; the others keep
+ * theirs. O(agents), each asking affects once.
+ */
 void opd_registry_configs_changed(struct opd_registry *r);
+/* The same, calling moved(data, a) for each agent that had a current desired
+ * configuration and may want another one now (its cache is stale by then). */
+void opd_registry_configs_changed_each(struct opd_registry *r,
+				       void (*moved)(void *data, struct opd_agent *a), void *data);
 
 /* Health state of an agent at now_ms (monotonic). */
 enum opd_health_state opd_registry_health(const struct opd_registry *r, const struct opd_agent *a,

@@ -16,6 +16,10 @@ static int has_pair(const struct opd_kvs *s, const struct opd_kv *want)
 
 int opd_selector_match(const struct opd_kvs *selector, const struct opd_agent *a)
 {
+	/* Every agent is checked against every configuration on each change: most
+	 * selectors name a pair the agent does not have, and its bit says so. */
+	if ((selector->pair_bits & ~(a->ident.pair_bits | a->nonident.pair_bits)) != 0)
+		return 0;
 	for (size_t i = 0; i < selector->n; i++)
 		if (!has_pair(&a->ident, &selector->v[i]) &&
 		    !has_pair(&a->nonident, &selector->v[i]))

@@ -430,6 +430,7 @@ static void recompute_desired(struct opd_registry *r, struct opd_agent *a)
 	free(a->desired_name);
 	a->desired_name = NULL;
 	a->desired_version = 0;
+	a->desired_priority = 0;
 	a->desired_hash.len = 0;
 	a->desired_gen = r->config_gen;
 	a->dirty = 1;
@@ -437,6 +438,7 @@ static void recompute_desired(struct opd_registry *r, struct opd_agent *a)
 		return;
 	a->desired_name = opd_xstrdup(d.name ? d.name : "");
 	a->desired_version = d.version;
+	a->desired_priority = d.priority;
 	hash_set(&a->desired_hash, d.hash, d.hash_len);
 }
 

@@ -1,6 +1,8 @@
 #define LOG_COMPONENT "configs"
 /* Configurations changed between two settles before the next change settles at once. */
 #define OPD_CONFIGS_STALE_MAX 256
+/* More touched names than this: every agent's desired configuration is recomputed. */
+#define OPD_CONFIGS_TOUCHED_MAX 32
 
 #include "configs.h"
 
@@ -61,13 +63,23 @@ static void active_fini(struct opd_active_config *ac)
 	free(ac->signature_msg);
 }
 
-static void stale_clear(struct opd_configs *c)
+/* Add name unless present; returns the count. */
+static size_t names_add(struct opd_names *s, const char *name)
 {
-	for (size_t i = 0; i < c->n_stale; i++)
-		free(c->stale[i]);
-	free(c->stale);
-	c->stale = NULL;
-	c->n_stale = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i], name) == 0)
+			return s->n;
+	s->v = opd_xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+	s->v[s->n++] = opd_xstrdup(name);
+	return s->n;
+}
+
+static void names_clear(struct opd_names *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	*s = (struct opd_names){0};
 }
 
 static void active_clear(struct opd_configs *c)
@@ -77,7 +89,7 @@ static void active_clear(struct opd_configs *c)
 	free(c->active);
 	c->active = NULL;
 	c->n_active = 0;
-	stale_clear(c);
+	names_clear(&c->stale);
 }
 
 /* Pack files as an AgentConfigMap, the form agents receive. */
@@ -323,11 +335,11 @@ static void reload_one(struct opd_configs *c, const char *name)
 
 void opd_configs_settle(struct opd_configs *c)
 {
-	if (c->n_stale == 0)
+	if (c->stale.n == 0)
 		return;
-	for (size_t i = 0; i < c->n_stale; i++)
-		reload_one(c, c->stale[i]);
-	stale_clear(c);
+	for (size_t i = 0; i < c->stale.n; i++)
+		reload_one(c, c->stale.v[i]);
+	names_clear(&c->stale);
 	active_settle(c);
 }
 
@@ -351,13 +363,20 @@ uint64_t opd_configs_unverified(struct opd_configs *c)
  */
 static void mark_stale(struct opd_configs *c, const char *name)
 {
-	for (size_t i = 0; i < c->n_stale; i++)
-		if (strcmp(c->stale[i], name) == 0)
-			return;
-	c->stale = opd_xrealloc(c->stale, (c->n_stale + 1) * sizeof *c->stale);
-	c->stale[c->n_stale++] = opd_xstrdup(name);
-	if (c->n_stale >= OPD_CONFIGS_STALE_MAX)
+	if (names_add(&c->stale, name) >= OPD_CONFIGS_STALE_MAX)
 		opd_configs_settle(c); /* keeps the duplicate check short */
+}
+
+/* name (NULL: anything) changed: the agents' desired configurations may have. */
+static void mark_touched(struct opd_configs *c, const char *name)
+{
+	c->touched_resolved = 0;
+	if (c->touched_all)
+		return;
+	if (name == NULL || names_add(&c->touched, name) > OPD_CONFIGS_TOUCHED_MAX) {
+		names_clear(&c->touched);
+		c->touched_all = 1;
+	}
 }
 
 /* The state machine applied a change (on every node), or restored a snapshot (res NULL): serve it.
@@ -370,11 +389,13 @@ static void on_applied(void *data, const struct opd_apply_result *res)
 	    (res->op == OPAMPD__V1__COMMAND__OP_PUT_VERSION ||
 	     res->op == OPAMPD__V1__COMMAND__OP_SET_ACTIVE ||
 	     res->op == OPAMPD__V1__COMMAND__OP_DELETE_CONFIG ||
-	     res->op == OPAMPD__V1__COMMAND__OP_SET_SELECTOR))
+	     res->op == OPAMPD__V1__COMMAND__OP_SET_SELECTOR)) {
 		mark_stale(c, res->name);
-	else
-		opd_configs_reload(
-		    c); /* keys, members, a snapshot: anything may verify differently */
+		mark_touched(c, res->name);
+	} else {
+		opd_configs_reload(c); /* keys, members, a snapshot: anything may verify differently */
+		mark_touched(c, NULL);
+	}
 	if (c->changed != NULL)
 		c->changed(c->changed_data);
 }
@@ -411,6 +432,9 @@ void opd_configs_close(struct opd_configs *c)
 	}
 	c->pending = NULL;
 	active_clear(c);
+	opd_configs_touched_clear(c);
+	free(c->touched_at);
+	c->touched_at = NULL;
 	opd_fsm_fini(&c->fsm);
 	opd_store_close(&c->store);
 }
@@ -852,6 +876,56 @@ void opd_configs_ensure_key(struct opd_configs *c)
 		log_warn("could not propose the signing key (not writable)");
 }
 
+/* Where each touched name is in the (settled) active set. */
+static void touched_resolve(struct opd_configs *c)
+{
+	opd_configs_settle(c);
+	if (c->touched_resolved)
+		return;
+	c->touched_at = opd_xrealloc(c->touched_at, (c->touched.n + 1) * sizeof *c->touched_at);
+	for (size_t t = 0; t < c->touched.n; t++) {
+		c->touched_at[t] = -1;
+		for (size_t i = 0; i < c->n_active; i++)
+			if (strcmp(c->active[i].name, c->touched.v[t]) == 0) {
+				c->touched_at[t] = (ptrdiff_t)i;
+				break;
+			}
+	}
+	c->touched_resolved = 1;
+}
+
+int opd_configs_affects(void *configs, const struct opd_agent *a)
+{
+	struct opd_configs *c = configs;
+
+	if (c->touched_all)
+		return 1;
+	touched_resolve(c);
+	for (size_t t = 0; t < c->touched.n; t++) {
+		const struct opd_active_config *x;
+
+		if (a->desired_name != NULL && strcmp(a->desired_name, c->touched.v[t]) == 0)
+			return 1; /* a new version, selector or priority, or gone */
+		if (c->touched_at[t] < 0)
+			continue; /* gone, and not what a wanted */
+		x = &c->active[c->touched_at[t]];
+		if (!x->verified || !opd_selector_match(&x->selector, a))
+			continue;
+		/* It matches a now: does it rank above what a wants (active_cmp's order)? */
+		if (a->desired_name == NULL || x->priority > a->desired_priority ||
+		    (x->priority == a->desired_priority && strcmp(x->name, a->desired_name) < 0))
+			return 1;
+	}
+	return 0;
+}
+
+void opd_configs_touched_clear(struct opd_configs *c)
+{
+	names_clear(&c->touched);
+	c->touched_all = 0;
+	c->touched_resolved = 0;
+}
+
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out)
 {
 	struct opd_configs *c = configs;
@@ -865,6 +939,7 @@ int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_des
 		*out = (struct opd_desired){
 		    .name = ac->name,
 		    .version = ac->version,
+		    .priority = ac->priority,
 		    .hash = ac->hash,
 		    .hash_len = sizeof ac->hash,
 		    .config_pb = ac->config_pb,

@@ -42,6 +42,12 @@ struct opd_pending_write; /* private */
 #define OPD_SIGNATURE_CAPABILITY "io.opampd.config-signature"
 #define OPD_SIGNATURE_MESSAGE_TYPE "config-signature"
 
+/* Configuration names, each once (owned). */
+struct opd_names {
+	char **v;
+	size_t n;
+};
+
 struct opd_configs {
 	struct opd_store store;
 	struct opd_fsm fsm;
@@ -58,8 +64,16 @@ struct opd_configs {
 	 */
 	struct opd_active_config *active; /* owned array, sorted by priority desc, name asc */
 	size_t n_active;
-	char **stale; /* names changed since the last settle (owned, no duplicates) */
-	size_t n_stale;
+	struct opd_names stale; /* changed since the last settle */
+	/*
+	 * Changed since the agents' desired configurations were last brought up to
+	 * date (opd_configs_affects, opd_configs_touched_clear); touched_all: a
+	 * reload, or too many names to be worth checking one by one.
+	 */
+	struct opd_names touched;
+	int touched_all;
+	ptrdiff_t *touched_at; /* index in active of each touched name, -1: not served */
+	int touched_resolved;  /* touched_at is current (reset by every change) */
 	struct opd_pending_write *pending; /* proposals in flight (leader) */
 	uint64_t unverified; /* active versions refused now: bad or missing signature */
 	/* Called after every applied change of configurations. */
@@ -159,5 +173,18 @@ uint64_t opd_configs_unverified(struct opd_configs *c);
  * OPD_ENOTFOUND. The pointers in *out stay valid until the next applied change.
  */
 int opd_configs_desired(void *configs, const struct opd_agent *a, struct opd_desired *out);
+
+/*
+ * The registry port: 1 when agent a, whose desired configuration was current
+ * before the changes applied since the last opd_configs_touched_clear, may
+ * want another one now; 0 when it certainly does not. A change of
+ * configuration X matters to the agents that want X and to those X matches
+ * and would rank above what they want: the others keep their configuration
+ * without a scan of every configuration.
+ */
+int opd_configs_affects(void *configs, const struct opd_agent *a);
+
+/* The agents are up to date with every applied change: forget the touched names. */
+void opd_configs_touched_clear(struct opd_configs *c);
 
 #endif

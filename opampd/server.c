@@ -58,7 +58,8 @@ static void on_push(uv_check_t *h)
 	struct opd_server *s = h->data;
 
 	uv_check_stop(h);
-	opd_endpoint_push_all(&s->endpoint);
+	opd_endpoint_configs_changed(&s->endpoint);
+	opd_configs_touched_clear(&s->configs);
 }
 
 /*
@@ -72,9 +73,12 @@ static void configs_changed(void *data)
 {
 	struct opd_server *s = data;
 
-	opd_registry_configs_changed(&s->registry);
-	if (s->started) /* before: no agent is connected yet; after stop: none is served */
+	if (s->started) {
 		uv_check_start(&s->push, on_push); /* a no-op while armed */
+	} else { /* before: no agent is connected yet; after stop: none is served */
+		opd_registry_configs_changed(&s->registry);
+		opd_configs_touched_clear(&s->configs);
+	}
 }
 
 /* Read <data-dir>/admin.token, creating it (mode 0600) with 32 random bytes in hex at first start.
@@ -985,7 +989,10 @@ int opd_server_start(struct opd_server *s, const struct opd_server_options *o)
 	rs.http_timeout_factor = o->http_timeout_factor;
 	rs.endpoint = s->endpoint_url;
 	rs.custom_capabilities[0] = OPD_SIGNATURE_CAPABILITY;
-	ops = (struct opd_registry_ops){opd_configs_desired, new_uid, &s->configs};
+	ops = (struct opd_registry_ops){.desired = opd_configs_desired,
+					.new_uid = new_uid,
+					.data = &s->configs,
+					.affects = opd_configs_affects};
 	s->csr = (struct opd_csr){.certs = &s->certs,
 				  .registry = &s->registry,
 				  .cluster = &s->cluster,

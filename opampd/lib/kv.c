@@ -20,12 +20,36 @@ void opd_kvs_fini(struct opd_kvs *s)
 	*s = (struct opd_kvs){0};
 }
 
+/*
+ * FNV-1a over key, a NUL, value, then a finalizer (MurmurHash3's fmix64):
+ * FNV's top bits alone mix a common prefix poorly ("bench.fleet"="bench" and
+ * "bench.writes"="none" landed on the same bit). The top six bits pick it.
+ */
+uint64_t opd_kvs_pair_bit(const char *key, const char *value)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 0x100000001b3u;
+	h *= 0x100000001b3u; /* the NUL: "ab"="c" and "a"="bc" differ */
+	for (p = (const unsigned char *)value; *p; p++)
+		h = (h ^ *p) * 0x100000001b3u;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdu;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53u;
+	h ^= h >> 33;
+	return (uint64_t)1 << (h >> 58);
+}
+
 void opd_kvs_add(struct opd_kvs *s, const char *key, const char *value)
 {
 	s->v = opd_xrealloc(s->v, (s->n + 1) * sizeof *s->v);
 	s->v[s->n].key = opd_xstrdup(key);
 	s->v[s->n].value = opd_xstrdup(value);
 	s->n++;
+	s->pair_bits |= opd_kvs_pair_bit(key, value);
 }
 
 const char *opd_kvs_get(const struct opd_kvs *s, const char *key)

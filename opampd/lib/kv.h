@@ -7,6 +7,7 @@
 #define OPD_KV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct opd_kv {
 	char *key;   /* owned */
@@ -16,12 +17,20 @@ struct opd_kv {
 struct opd_kvs {
 	struct opd_kv *v; /* owned array */
 	size_t n;
+	/*
+	 * One bit per pair (opd_kvs_pair_bit), set by opd_kvs_add, the only
+	 * writer of pairs: a selector pair whose bit an agent's lists lack is
+	 * not among them, and most selectors are refused without a strcmp.
+	 */
+	uint64_t pair_bits;
 };
 
 void opd_kvs_init(struct opd_kvs *s);
 void opd_kvs_fini(struct opd_kvs *s);
 /* Append copies of key and value. */
 void opd_kvs_add(struct opd_kvs *s, const char *key, const char *value);
+/* The bit of pair_bits that key=value sets. */
+uint64_t opd_kvs_pair_bit(const char *key, const char *value);
 /* Value for key, or NULL. First match wins. */
 const char *opd_kvs_get(const struct opd_kvs *s, const char *key);
 /* Sort by key, then value (byte order): the canonical order for hashing and storage. */

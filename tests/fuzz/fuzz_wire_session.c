@@ -316,7 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct world w = {0};
 	struct opd_registry_settings s;
-	struct opd_registry_ops ops = {fake_desired, fake_new_uid, &w.f};
+	struct opd_registry_ops ops = {.desired = fake_desired, .new_uid = fake_new_uid, .data = &w.f};
 
 	opd_registry_settings_default(&s);
 	s.max_agents = MAX_AGENTS;

@@ -21,7 +21,7 @@ static void fixed_uid(void *data, uint8_t uid[OPD_UID_LEN])
 void opd_test_registry_init(struct opd_registry *r)
 {
 	struct opd_registry_settings s;
-	struct opd_registry_ops ops = {no_desired, fixed_uid, NULL};
+	struct opd_registry_ops ops = {.desired = no_desired, .new_uid = fixed_uid};
 
 	opd_registry_settings_default(&s);
 	opd_registry_init(r, &s, &ops);

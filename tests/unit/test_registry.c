@@ -244,6 +244,47 @@ static void test_configs_changed(void **state)
 	opd_registry_fini(&r); /* twice is harmless */
 }
 
+/* ops.affects says agent 2 alone is concerned. */
+static int only_second(void *data, const struct opd_agent *a)
+{
+	(void)data;
+	return a->uid[0] == 2;
+}
+
+static void count_moved(void *data, struct opd_agent *a)
+{
+	(void)a;
+	++*(int *)data;
+}
+
+/*
+ * With ops.affects, a change makes stale (and hands to moved) only the agents
+ * with a current desired configuration that it concerns; the others stay
+ * current, and an agent stale before stays stale without being handed over.
+ */
+static void test_configs_changed_affected_only(void **state)
+{
+	struct opd_registry_ops ops = {.affects = only_second};
+	struct opd_registry r;
+	struct opd_agent *a[3];
+	int moved = 0;
+
+	(void)state;
+	opd_registry_init(&r, NULL, &ops);
+	for (int i = 0; i < 3; i++) {
+		uint8_t uid[OPD_UID_LEN] = {(uint8_t)(i + 1)};
+
+		a[i] = opd_registry_get(&r, uid, NULL);
+	}
+	a[0]->desired_gen = a[1]->desired_gen = r.config_gen; /* a[2] never computed */
+	opd_registry_configs_changed_each(&r, count_moved, &moved);
+	assert_int_equal(moved, 1);
+	assert_true(a[0]->desired_gen == r.config_gen);
+	assert_true(a[1]->desired_gen != r.config_gen);
+	assert_true(a[2]->desired_gen != r.config_gen);
+	opd_registry_fini(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -251,6 +292,7 @@ int main(void)
 	    cmocka_unit_test(test_rekey_remove),    cmocka_unit_test(test_expected_interval),
 	    cmocka_unit_test(test_health),          cmocka_unit_test(test_sweep),
 	    cmocka_unit_test(test_configs_changed),
+	    cmocka_unit_test(test_configs_changed_affected_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

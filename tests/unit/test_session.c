@@ -107,7 +107,7 @@ static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof *x);
 	struct opd_registry_settings s;
-	struct opd_registry_ops ops = {fake_desired, fake_new_uid, NULL};
+	struct opd_registry_ops ops = {.desired = fake_desired, .new_uid = fake_new_uid};
 
 	opd_registry_settings_default(&s);
 	s.endpoint = "wss://opampd.example:4320/v1/opamp";
