@@ -111,6 +111,7 @@ struct opd_node {
 	char address[sizeof(((struct opd_node_member *)0)->address)];
 	char *dir;
 	uint64_t window_ms; /* W of the read-only rule */
+	unsigned tick_ms;   /* raft's ticks (shim_start) */
 
 	/* Rule S observations, fed by the recv shim and step_cb. */
 	int (*orig_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
@@ -318,14 +319,43 @@ static void shim_recv(struct raft_io *io, struct raft_message *m)
 		note_result(n, from, now);
 }
 
+/*
+ * raft ticks every msecs (its heartbeat timeout) and, at a tick, sends a
+ * heartbeat to a follower last sent to at least a heartbeat timeout ago; the
+ * one sent at the previous tick was a hair short of that, so heartbeats went
+ * out every second tick, 200 ms apart for 100 ms (measured on the followers).
+ * At every tick a leader also demotes to probing each follower that has not
+ * answered since the previous tick (raft's checkContactQuorum,
+ * LIBRAFT_TRACE: "server 1 is unreachable -> abort pipeline"): an idle
+ * leader probed its followers, and a write after a pause waited up to a
+ * heartbeat to be sent. A follower learns that an entry is committed only
+ * from the leader's next message, so a write it forwarded (and answers once
+ * applied) took ~200 ms.
+ *
+ * So raft ticks OPD_NODE_TICKS_PER_HEARTBEAT times per configured heartbeat,
+ * its heartbeat timeout a little shorter than a tick: a heartbeat goes out at
+ * every tick unless an entry just did, followers stay pipelined, and a
+ * commit reaches them within a tick. The read-only rule's window stays three
+ * configured heartbeats.
+ */
+#define OPD_NODE_TICKS_PER_HEARTBEAT 4
+
 static int shim_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 		      raft_io_recv_cb recv)
 {
 	struct raft *r = io->data;
 	struct opd_node *n = r->data;
 
+	(void)msecs; /* raft's heartbeat timeout: shorter than the tick on purpose */
 	n->orig_recv = recv;
-	return n->orig_start(io, msecs, tick, shim_recv);
+	return n->orig_start(io, n->tick_ms, tick, shim_recv);
+}
+
+static unsigned tick_of(unsigned heartbeat_ms)
+{
+	unsigned t = heartbeat_ms / OPD_NODE_TICKS_PER_HEARTBEAT;
+
+	return t > 1 ? t : 2;
 }
 
 /* The FSM learns the index it applies (fsm.h): last_applied moves after apply returns. */
@@ -777,7 +807,8 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	raft_set_max_inflight_entries(&n->raft, OPD_NODE_MAX_INFLIGHT);
 	raft_set_capacity_threshold(&n->raft, OPD_NODE_LOG_CAPACITY_KIB);
 	raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
-	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
+	n->tick_ms = tick_of(cfg->heartbeat_ms);
+	raft_set_heartbeat_timeout(&n->raft, n->tick_ms / 5 > 0 ? n->tick_ms / 5 : 1);
 	n->auto_snapshots = cfg->snapshot_threshold == 0;
 	if (n->auto_snapshots) {
 		opd_fsm_snapshot_policy(fsm, &n->threshold, &n->trailing);
