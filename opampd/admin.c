@@ -794,9 +794,12 @@ static void call_done(void *data, const struct opd_write_result *r)
 			break;
 		}
 		json_object_set_new(o, "request_id", opd_admin__jstr(c->request_id));
-		/* A follower relaying this answer waits until it has applied this index itself. */
+		/* A follower relaying this answer waits until it has applied this index itself:
+		 * tell it the entry is committed now, not with the next heartbeat. */
 		if (r->index > 0)
 			json_object_set_new(o, "applied_index", opd_admin__ju64(r->index));
+		if (r->index > 0 && c->forwarded && c->a->configs->node != NULL)
+			opd_node_nudge(c->a->configs->node);
 		if (r->duplicate)
 			json_object_set_new(o, "duplicate", json_true());
 		opd_admin__reply(resp, c->kind == CALL_PUBLISH && r->created ? 201 : 200, o);
@@ -849,6 +852,7 @@ static int config_publish(struct opd_admin *a, const char *name, const struct op
 	    (root = opd_admin__parse_body(req, resp)) == NULL)
 		return 0;
 	c = opd_admin__call_new(a, conn, CALL_PUBLISH, name, resp);
+	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	opd_files_init(&files);
 	bad = parse_publish(root, &c->selector, &files, &priority, &message, msg, sizeof(msg));
@@ -897,6 +901,7 @@ static int config_rollback(struct opd_admin *a, const char *name,
 		goto out;
 	}
 	c = opd_admin__call_new(a, conn, CALL_ROLLBACK, name, resp);
+	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	rc = opd_admin__call_started(c,
 				     opd_configs_rollback(a->configs, name,
@@ -917,6 +922,7 @@ static int config_delete(struct opd_admin *a, const char *name, const struct opd
 	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
 	c = opd_admin__call_new(a, conn, CALL_DELETE, name, resp);
+	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	return opd_admin__call_started(
 	    c, opd_configs_delete(a->configs, name, OPD_ADMIN_ACTOR, id, call_done, c), resp);

@@ -51,6 +51,7 @@ struct admin_call {
 	struct opd_kvs selector;
 	int64_t priority;
 	char request_id[2 * OPD_REQUEST_ID_LEN + 1];
+	int forwarded; /* by a follower, which answers once it has applied the write */
 };
 
 /* Responses: a JSON body (stolen), an error object {"error": {code, message}}. */

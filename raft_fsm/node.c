@@ -124,6 +124,8 @@ struct opd_node {
 	struct contact contacts[OPD_NODE_MAX_MEMBERS];
 
 	unsigned pending; /* proposals and changes whose raft callback has not fired */
+	struct raft_barrier nudge; /* opd_node_nudge's, while nudging */
+	bool nudging;
 	bool broken;      /* raft_apply returned RAFT_INVALID: never submit again (§6 #1) */
 	bool closing;
 	void (*close_cb)(void *data);
@@ -943,6 +945,33 @@ int opd_node_propose(struct opd_node *n, const uint8_t *payload, size_t len, opd
 	}
 	n->pending++;
 	return 0;
+}
+
+/*
+ * raft tells followers the commit index only with the leader's next message,
+ * and a follower answers a write it forwarded once it has applied it: up to a
+ * tick (25 ms) of waiting for nothing. A barrier is an entry of its own, sent
+ * at once, which carries the commit index; one at a time, so writes forwarded
+ * in a burst share it.
+ */
+static void nudge_cb(struct raft_barrier *req, int status)
+{
+	struct opd_node *n = req->data;
+
+	(void)status; /* nothing waits on it: a lost leadership or a close is fine */
+	n->pending--;
+	n->nudging = false;
+}
+
+void opd_node_nudge(struct opd_node *n)
+{
+	if (n->nudging || n->closing || n->broken || raft_state(&n->raft) != RAFT_LEADER)
+		return;
+	n->nudge.data = n;
+	if (raft_barrier(&n->raft, &n->nudge, nudge_cb) != 0)
+		return; /* not leader any more, or no space: the next heartbeat tells them */
+	n->nudging = true;
+	n->pending++;
 }
 
 /* ---- membership and leadership ------------------------------------------ */

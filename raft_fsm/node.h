@@ -88,6 +88,13 @@ void opd_node_close(struct opd_node *n, void (*cb)(void *data), void *data);
 int opd_node_propose(struct opd_node *n, const uint8_t *payload, size_t len, opd_node_propose_cb cb,
 		     void *data);
 
+/*
+ * Leader: send the commit index to the followers now rather than with the next
+ * heartbeat (a follower that forwarded a write answers it once applied).
+ * Appends a barrier unless one is in flight; does nothing elsewhere.
+ */
+void opd_node_nudge(struct opd_node *n);
+
 /* Membership and leadership (leader only). cb runs once with 0 or an OPD_E* code and a message. */
 int opd_node_add(struct opd_node *n, uint64_t id, const char *address, opd_node_change_cb cb,
 		 void *data);
