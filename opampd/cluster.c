@@ -603,22 +603,13 @@ static int cluster_call(void *data, void *conn, const struct opd_http_request *r
 	char tail[32];
 	int rc;
 
-	if (sub[0] == '\0') {
+	if (sub[0] == '\0' || strcmp(sub, "/digest") == 0) { /* the two reads */
 		if (strcmp(req->method, "GET") != 0) {
 			opd_buf_appendf(&resp->headers, "Allow: GET\r\n");
 			set_json_error(resp, 405, "method_not_allowed", "use GET");
 			return 0;
 		}
-		set_json(resp, 200, status_json(c));
-		return 0;
-	}
-	if (strcmp(sub, "/digest") == 0) {
-		if (strcmp(req->method, "GET") != 0) {
-			opd_buf_appendf(&resp->headers, "Allow: GET\r\n");
-			set_json_error(resp, 405, "method_not_allowed", "use GET");
-			return 0;
-		}
-		set_json(resp, 200, digest_json(c));
+		set_json(resp, 200, sub[0] == '\0' ? status_json(c) : digest_json(c));
 		return 0;
 	}
 	p = pending_new(c, conn);
