@@ -813,6 +813,12 @@ static void call_done(void *data, const struct opd_write_result *r)
 	}
 }
 
+/* Another node passed this request on (cluster.c sets the header on what it forwards). */
+static int forwarded_by_peer(const struct opd_http_request *req)
+{
+	return opd_http_header(req, "X-Opampd-Forwarded") != NULL;
+}
+
 /*
  * Start a write: 0 with resp filled (answered at once), OPD_EAGAIN deferred.
  * rc is what the configuration service returned when asked.
@@ -852,7 +858,7 @@ static int config_publish(struct opd_admin *a, const char *name, const struct op
 	    (root = opd_admin__parse_body(req, resp)) == NULL)
 		return 0;
 	c = opd_admin__call_new(a, conn, CALL_PUBLISH, name, resp);
-	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
+	c->forwarded = forwarded_by_peer(req);
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	opd_files_init(&files);
 	bad = parse_publish(root, &c->selector, &files, &priority, &message, msg, sizeof(msg));
@@ -901,7 +907,7 @@ static int config_rollback(struct opd_admin *a, const char *name,
 		goto out;
 	}
 	c = opd_admin__call_new(a, conn, CALL_ROLLBACK, name, resp);
-	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
+	c->forwarded = forwarded_by_peer(req);
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	rc = opd_admin__call_started(c,
 				     opd_configs_rollback(a->configs, name,
@@ -922,7 +928,7 @@ static int config_delete(struct opd_admin *a, const char *name, const struct opd
 	if (opd_admin__request_id(req, id, resp) != 0)
 		return 0;
 	c = opd_admin__call_new(a, conn, CALL_DELETE, name, resp);
-	c->forwarded = opd_http_header(req, "X-Opampd-Forwarded") != NULL;
+	c->forwarded = forwarded_by_peer(req);
 	opd_hex_encode(id, sizeof(id), c->request_id);
 	return opd_admin__call_started(
 	    c, opd_configs_delete(a->configs, name, OPD_ADMIN_ACTOR, id, call_done, c), resp);
@@ -940,7 +946,7 @@ int opd_admin__write_here(struct opd_admin *a, const struct opd_http_request *re
 	if (a->configs->node == NULL || opd_node_writable(a->configs->node))
 		return 1;
 	/* A forwarded request is never forwarded again: no loops between confused nodes. */
-	if (opd_http_header(req, "X-Opampd-Forwarded") == NULL && a->ops.forward != NULL &&
+	if (!forwarded_by_peer(req) && a->ops.forward != NULL &&
 	    a->ops.forward(a->ops.data, conn, req, resp) == 0) {
 		*rc = OPD_EAGAIN;
 		return 0;

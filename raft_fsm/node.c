@@ -129,7 +129,7 @@ struct opd_node {
 		unsigned left; /* copies still to send; 0: free slot */
 		uint64_t due;
 		struct raft_message m;
-		char address[128];
+		char address[sizeof(((struct opd_node_member *)0)->address)]; /* m's */
 	} again[OPD_NODE_RESEND_SLOTS];
 	raft_io_recv_cb orig_recv;
 	uint64_t leader_msg_at; /* follower: last AE/IS of the current term from the leader */
@@ -373,9 +373,9 @@ static void shim_recv(struct raft_io *io, struct raft_message *m)
  * applied) took ~200 ms.
  *
  * So raft ticks OPD_NODE_TICKS_PER_HEARTBEAT times per configured heartbeat,
- * its heartbeat timeout a little shorter than a tick: a heartbeat goes out at
- * every tick unless an entry just did, followers stay pipelined, and a
- * commit reaches them within a tick. The read-only rule's window stays three
+ * its heartbeat timeout a fifth of a tick (tick_of, heartbeat_of): a
+ * heartbeat goes out at every tick unless an entry just did, followers stay
+ * pipelined, and a commit reaches them within a tick. The read-only rule's window stays three
  * configured heartbeats.
  */
 #define OPD_NODE_TICKS_PER_HEARTBEAT 4
@@ -396,6 +396,12 @@ static unsigned tick_of(unsigned heartbeat_ms)
 	unsigned t = heartbeat_ms / OPD_NODE_TICKS_PER_HEARTBEAT;
 
 	return t > 1 ? t : 2;
+}
+
+/* raft's heartbeat timeout for a tick: short enough that every tick sends one. */
+static unsigned heartbeat_of(unsigned tick_ms)
+{
+	return tick_ms / 5 > 0 ? tick_ms / 5 : 1;
 }
 
 /*
@@ -925,7 +931,7 @@ int opd_node_start(uv_loop_t *loop, const struct opd_node_config *cfg, struct op
 	raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
 	n->election_ms = cfg->election_timeout_ms;
 	n->tick_ms = tick_of(cfg->heartbeat_ms);
-	raft_set_heartbeat_timeout(&n->raft, n->tick_ms / 5 > 0 ? n->tick_ms / 5 : 1);
+	raft_set_heartbeat_timeout(&n->raft, heartbeat_of(n->tick_ms));
 	n->auto_snapshots = cfg->snapshot_threshold == 0;
 	if (n->auto_snapshots) {
 		opd_fsm_snapshot_policy(fsm, &n->threshold, &n->trailing);
